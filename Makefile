@@ -1,0 +1,64 @@
+# liversynth: `make run` (set-up + whole pipeline on the built-in data) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+DATASET ?= phantom
+WORKERS ?= 2
+
+export PATH := $(BIN):$(PATH)
+export PREFECT_HOME ?= $(abspath .prefect)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_LOGGING_LEVEL ?= WARNING
+export GX_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export TQDM_MININTERVAL ?= 5
+
+.PHONY: setup data run test ui tune bench clean help
+
+help:
+	@echo "make run   - set up .venv, generate the built-in data, run the whole pipeline (dvc repro)"
+	@echo "make test  - set up .venv and run the tests"
+	@echo "make ui    - MLflow UI on http://127.0.0.1:5000"
+	@echo "make tune WORKERS=n - n Optuna workers on the shared study"
+	@echo "make bench - benchmarks (benchmarks/results/*.json)"
+
+# Pinned environment from the lock file (torch==2.13.0, CPU build, exactly).
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 | grep -v "is ignored" || true
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import torch, monai, mlflow, dvc, optuna, great_expectations, prefect, liversynth; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
+
+setup: $(STAMP)
+
+# The built-in dataset, versioned by DVC (same seed -> same data.dvc hash).
+data: setup
+	@if [ ! -d .dvc ]; then dvc init --quiet; fi
+	python -m flows.generate_data
+	scripts/track_raw_data.sh
+
+run: data
+	scripts/with_prefect_api.sh dvc repro
+	dvc metrics show
+	@echo "MLflow UI: make ui    |    champion: see reports/registry.json"
+
+test: setup
+	python -m pytest -q tests
+
+ui: setup
+	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+tune: setup
+	@for i in $$(seq $(WORKERS)); do python -m flows.tune_mix & done; wait
+
+bench: setup
+	python -m benchmarks.run
+
+clean:
+	rm -rf data/prepared data/synthetic models reports metrics.json .checkpoints

@@ -1,0 +1,34 @@
+"""Stage `validate`: Great Expectations checks on the prepared slices; fails the pipeline on bad data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from prefect import flow
+
+from flows.common import load_params, stage_run
+from flows.prepare import PREPARED
+from liversynth.atomic import write_json
+from liversynth.validate import DataValidationError, validate_prepared
+
+REPORT = Path("reports/validation.json")
+
+
+@flow(name="validate")
+def validate_flow() -> dict:
+    params = load_params()
+    with stage_run(params, "validate", ("validate",)):
+        try:
+            report = validate_prepared(params, PREPARED)
+        except DataValidationError as err:
+            mlflow.set_tag("validation", "failed")
+            mlflow.log_text(str(err), "validation_errors.txt")
+            raise
+        mlflow.log_metric("checks_passed", sum(c["success"] for c in report["checks"]))
+        mlflow.log_dict(report, "validation.json")
+    write_json(REPORT, report)
+    return report
+
+
+if __name__ == "__main__":
+    validate_flow()

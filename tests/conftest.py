@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny prepared dataset, a real MLflow sqlite store in tmp, Prefect's test harness."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+torch.set_num_threads(2)
+
+from liversynth.slices import SPLITS, SliceSet  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def blob_slices(n: int, size: int = 32, seed: int = 0, patients: int = 2, prefix: str = "p") -> SliceSet:
+    """Noisy images with a bright rectangle 'liver' at a random place: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(-0.5, 0.1, (n, 1, size, size)).astype(np.float32)
+    labels = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        r, c = rng.integers(2, size // 2, 2)
+        labels[i, r : r + size // 3, c : c + size // 3] = 1
+    images[:, 0][labels == 1] += 0.8
+    pids = np.array([f"{prefix}{i % patients}" for i in range(n)])
+    return SliceSet(np.clip(images, -1, 1), labels, pids)
+
+
+@pytest.fixture
+def prepared_dir(tmp_path: Path) -> Path:
+    out = tmp_path / "prepared"
+    for k, split in enumerate(SPLITS):
+        blob_slices(12, seed=k, prefix=f"{split}-").save(out / split)
+    return out
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment("test", artifact_location=(tmp_path / "artifacts").as_uri())
+    mlflow.set_experiment(experiment_id=exp)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One Prefect test server for the session; its URL lets subprocesses (dvc stages) share it."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
