@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 DATASET ?= phantom
+REAL_SAMPLE_SDIST := data/downloads/totalsegmentator-2.18.0.tar.gz
 WORKERS ?= 2
 
 export PATH := $(BIN):$(PATH)
@@ -22,6 +23,7 @@ export TQDM_MININTERVAL ?= 5
 
 help:
 	@echo "make run   - set up .venv, generate the built-in data, run the whole pipeline (dvc repro)"
+	@echo "make run DATASET=real-sample - the same on real CT/MRI (TotalSegmentator test files; a smoke run)"
 	@echo "make test  - set up .venv and run the tests"
 	@echo "make ui    - MLflow UI on http://127.0.0.1:5000"
 	@echo "make tune WORKERS=n - n Optuna workers on the shared study"
@@ -38,10 +40,36 @@ $(STAMP): requirements.lock pyproject.toml
 setup: $(STAMP)
 
 # The built-in dataset, versioned by DVC (same seed -> same data.dvc hash).
-data: setup
+# DATASET=phantom runs params.yaml as it is. Another built-in dataset brings params-<DATASET>.yaml,
+# copied over params.yaml (DVC tracks params.yaml only), never over uncommitted edits; a later
+# plain `make run` restores the committed params.yaml the same way (only an unedited copy).
+data: setup $(if $(filter real-sample,$(DATASET)),$(REAL_SAMPLE_SDIST))
 	@if [ ! -d .dvc ]; then dvc init --quiet; fi
+	@if [ "$(DATASET)" = phantom ]; then \
+	  for f in params-*.yaml; do \
+	    if [ -f "$$f" ] && cmp -s "$$f" params.yaml; then \
+	      git checkout -- params.yaml; echo "params.yaml: back to the committed version (was a copy of $$f)"; break; fi; \
+	  done; \
+	else \
+	  src=params-$(DATASET).yaml; \
+	  if [ ! -f "$$src" ]; then echo "unknown DATASET=$(DATASET): no $$src (built-in: phantom, real-sample)"; exit 1; fi; \
+	  if ! cmp -s "$$src" params.yaml; then \
+	    if ! git diff --quiet -- params.yaml; then \
+	      echo "params.yaml has uncommitted edits; commit or stash them before DATASET=$(DATASET)"; exit 1; fi; \
+	    cp "$$src" params.yaml; echo "params.yaml <- $$src (a plain 'make run' goes back to the phantom)"; \
+	  fi; \
+	fi
 	python -m flows.generate_data
 	scripts/track_raw_data.sh
+
+# real-sample's only download: pip fetches the sdist, hash-checked against data/real_sample.sha256
+# before pip reads anything in it; liversynth then reads files out of the tar (never installs it).
+$(REAL_SAMPLE_SDIST): data/real_sample.sha256 | $(STAMP)
+	mkdir -p $(@D) && echo '*' > $(@D)/.gitignore
+	echo "totalsegmentator==2.18.0 --hash=sha256:$$(cut -d' ' -f1 $<)" > $(@D)/requirements.txt
+	pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: --require-hashes \
+	  -r $(@D)/requirements.txt -d $(@D) 2>&1 | { grep -v "is ignored" || true; }
+	touch $@
 
 run: data
 	scripts/with_prefect_api.sh dvc repro

@@ -1,27 +1,65 @@
-"""Write the built-in dataset into data/raw (then `dvc add data/raw` versions it; see the Makefile)."""
+"""Write the built-in dataset named in params.yaml into data/raw (`dvc add data/raw` versions it).
+
+- phantom: the procedural phantom (params.yaml `phantom:`).
+- real-sample: real CT and MRI converted from the TotalSegmentator source distribution that
+  `make data DATASET=real-sample` fetched into data/downloads/ with pip; its sha256 is checked
+  against data/real_sample.sha256 first. Nothing is downloaded here.
+- any other dataset (nifti, dicom, chaos) is your own data, which must already be in raw_dir.
+
+A built-in dataset replaces the other built-in one; data it did not write is never overwritten
+without --force.
+"""
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 from pathlib import Path
 
 from flows.common import load_params
 from liversynth.phantom import write_phantom
+from liversynth.real_sample import SDIST_NAME, expected_sha256, holds_real_sample, write_real_sample
+
+DOWNLOADS = Path("data/downloads")
+CHECKSUM = Path("data/real_sample.sha256")
+
+
+def holds_phantom(raw: Path) -> bool:
+    """Only ct/ctNNN and mri/mriNNN folders, as write_phantom names them."""
+    names = {p.name for p in raw.iterdir()}
+    return names <= {"ct", "mri"} and all(
+        re.fullmatch(rf"\.?{m}\d{{3,}}.*", p.name) for m in names for p in (raw / m).iterdir())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--force", action="store_true", help="regenerate even if data/raw exists")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--force", action="store_true", help="regenerate even if data/raw holds other data")
+    parser.add_argument("--sdist", type=Path, default=DOWNLOADS / SDIST_NAME,
+                        help="the downloaded totalsegmentator sdist (real-sample only)")
     args = parser.parse_args()
     params = load_params()
-    raw = Path(params.data.raw_dir)
-    if raw.exists() and any(raw.iterdir()) and not args.force:
-        print(f"{raw} already holds data; keeping it (use --force to regenerate)")
-        return
-    if raw.exists():
-        shutil.rmtree(raw)
-    write_phantom(params.phantom, raw)
-    print(f"wrote the procedural phantom (seed {params.phantom.seed}) to {raw}")
+    dataset, raw = params.data.dataset, Path(params.data.raw_dir)
+    filled = raw.exists() and any(raw.iterdir())
+    if dataset == "phantom":
+        if filled and not args.force and not holds_real_sample(raw):
+            print(f"{raw} already holds data; keeping it (use --force to regenerate)")
+            return
+        shutil.rmtree(raw, ignore_errors=True)
+        write_phantom(params.phantom, raw)
+        print(f"wrote the procedural phantom (seed {params.phantom.seed}) to {raw}")
+    elif dataset == "real-sample":
+        sha256 = expected_sha256(CHECKSUM)
+        if filled and holds_real_sample(raw) and sha256 in (raw / "SOURCE.md").read_text() and not args.force:
+            print(f"{raw} already holds real-sample; keeping it (use --force to rewrite it)")
+            return
+        if filled and not args.force and not holds_phantom(raw):
+            raise SystemExit(f"{raw} holds data that is neither built-in dataset; move it away or use --force")
+        write_real_sample(args.sdist, sha256, raw)
+        print(f"wrote real-sample (TotalSegmentator test files, sha256 {sha256[:12]}...) to {raw}")
+    elif not filled:
+        raise SystemExit(f"{raw} is empty: dataset {dataset!r} reads your own data from there (see README)")
+    else:
+        print(f"dataset {dataset!r}: using your data in {raw}")
 
 
 if __name__ == "__main__":

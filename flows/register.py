@@ -52,8 +52,8 @@ def register_flow() -> dict:
     challenger = max((m for m in models if m["arm"] == "mix"), key=lambda m: m["val_iou"])
     test = SliceSet.load(PREPARED / "mri_test")
     example = np.asarray(test.images[:2], dtype=np.float32)
-    client = MlflowClient()
     with stage_run(params, "register", ("register",)) as run:
+        client = MlflowClient()  # after stage_run: it points MLflow at the project's store
         lineage = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
         unet = load_unet(Path(challenger["path"]), params.unet, torch.device("cpu"))
         ours = _per_patient_iou(unet, test)

@@ -1,7 +1,10 @@
 """Stage `tune_mix`: Optuna picks the synthetic-to-real mixing ratio on the real-MRI validation split.
 
 The test split is never read here. Each trial is an MLflow run nested under the stage's run.
-Run more workers on the same study with `make tune WORKERS=n` (they share the journal storage).
+Trials run concurrently in LIVERSYNTH_WORKERS worker processes (`make tune WORKERS=n`) that share
+one study storage; the stage's outputs are written once, by this flow, after every worker is done.
+LIVERSYNTH_TASK_RUNNER picks the engine: `dask` (default; a local Dask cluster, or the existing one
+at LIVERSYNTH_DASK_ADDRESS whose workers may sit on many machines), `processes` or `threads`.
 """
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ from pathlib import Path
 
 import mlflow
 import optuna
+import torch
 from prefect import flow, task
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from flows.common import fingerprint, load_params, stage_run
+from flows.common import fingerprint, load_params, setup_mlflow, stage_run
 from flows.prepare import PREPARED
 from flows.synthesize import SYNTHETIC
 from liversynth.atomic import write_atomic_file, write_json
@@ -35,9 +40,13 @@ def study_name(params: Params) -> str:
 
 
 @task
-def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -> str:
-    """Run trials on the shared study until its grid is covered (or n_trials are done)."""
+def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None,
+                threads: int | None = None) -> str:
+    """Run queued trials of the shared study until none is left (or n_trials are done)."""
+    if threads:  # workers sharing one machine split its cores instead of oversubscribing them
+        torch.set_num_threads(threads)
     params = load_params()
+    setup_mlflow(params)  # a Dask or pool worker is a fresh interpreter: point it at the tracking store
     real, val = SliceSet.load(PREPARED / "mri_train"), SliceSet.load(PREPARED / "mri_val")
     synthetic = SliceSet.load(SYNTHETIC)
     study = open_study(params.tune.storage, study_name(params), params.tune.ratios, params.tune.seed)
@@ -57,12 +66,40 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -
     return study.study_name
 
 
+def task_runner(workers: int) -> TaskRunner:
+    """The engine that runs `workers` tune_worker tasks at once (see the module docstring)."""
+    kind = os.environ.get("LIVERSYNTH_TASK_RUNNER", "dask")
+    if kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if address := os.environ.get("LIVERSYNTH_DASK_ADDRESS"):
+            return DaskTaskRunner(address=address)
+        # One single-threaded Dask worker process per trial worker: U-Net training holds the GIL
+        # often enough that threads would serialise it.
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    if kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=workers)
+    if kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    raise ValueError(f"LIVERSYNTH_TASK_RUNNER={kind!r}: expected dask, processes or threads")
+
+
 @flow(name="tune_mix")
-def tune_mix_flow() -> dict:
+def tune_mix_flow(workers: int = 1) -> dict:
     params = load_params()
     with stage_run(params, "tune_mix", ("unet", "tune")) as run:
         limit = int(os.environ["LIVERSYNTH_TRIALS"]) if "LIVERSYNTH_TRIALS" in os.environ else None
-        name = tune_worker(run.info.run_id, limit)
+        # Queue the grid here, once, before any worker starts (workers re-check it, harmlessly).
+        name = open_study(params.tune.storage, study_name(params), params.tune.ratios, params.tune.seed).study_name
+        if workers <= 1:
+            tune_worker(run.info.run_id, limit)
+        else:
+            local = "LIVERSYNTH_DASK_ADDRESS" not in os.environ
+            threads = max(1, (os.cpu_count() or 1) // workers) if local else None
+            futures = [tune_worker.submit(run.info.run_id, limit, threads) for _ in range(workers)]
+            for future in futures:
+                future.result()  # re-raises a worker's failure; its trial is re-queued next run
         study = open_study(params.tune.storage, name, params.tune.ratios, params.tune.seed)
         rows = trial_table(study)
         result = {"study": name, "best_ratio": best_ratio(study), "best_val_iou": study.best_value,
@@ -80,4 +117,5 @@ def tune_mix_flow() -> dict:
 
 
 if __name__ == "__main__":
-    tune_mix_flow()
+    n = int(os.environ.get("LIVERSYNTH_WORKERS", "1"))
+    (tune_mix_flow.with_options(task_runner=task_runner(n)) if n > 1 else tune_mix_flow)(workers=n)

@@ -17,9 +17,14 @@ import yaml
 
 from tests.conftest import REPO
 
-IGNORE = shutil.ignore_patterns(".venv", ".git", "data", "mlruns", ".prefect", ".checkpoints", "optuna",
-                                "models", "reports", "metrics.json", "dvc.lock", "data.dvc", "__pycache__",
-                                ".pytest_cache", "*.egg-info", "benchmarks")
+TOP_LEVEL_SKIP = {".venv", ".git", "data", "mlruns", ".prefect", ".checkpoints", "optuna", "models", "reports",
+                  "metrics.json", "dvc.lock", "data.dvc", ".pytest_cache", "benchmarks"}
+
+
+def IGNORE(folder: str, names: list[str]) -> set[str]:
+    """Skip workspace outputs at the repo root (not e.g. src/liversynth/models) and caches anywhere."""
+    skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+    return skip | (TOP_LEVEL_SKIP & set(names) if Path(folder) == REPO else set())
 STAGES = ["prepare", "validate", "train_essnet", "synthesize", "tune_mix", "train_unet", "evaluate", "register"]
 
 

@@ -15,7 +15,16 @@ import yaml
 class DataConfig:
     dataset: str = "phantom"
     raw_dir: str = "data/raw"
-    liver_label: dict[str, int] = field(default_factory=lambda: {"ct": 1, "mri": 1})
+    # Raw mask value meaning liver per cohort: one value, or an inclusive [low, high] range.
+    liver_label: dict[str, int | list[int]] = field(default_factory=lambda: {"ct": 1, "mri": 1})
+    # Raw mask values allowed per cohort (values and [low, high] ranges); a cohort not listed is
+    # not checked. Anything else in a mask is an error, not silently background.
+    label_values: dict[str, list[int | list[int]]] = field(default_factory=dict)
+    # In-plane pixel size (mm) to resample to before prepare crops/pads to image_size pixels;
+    # None keeps each scan's own pixels and only resizes (the phantom is already on one grid).
+    spacing_mm: float | None = None
+    manifest: str | None = None  # optional split assignment (JSON/CSV), paths relative to raw_dir
+    mr_sequence: str = "T2SPIR"  # CHAOS only: T2SPIR, T1DUAL/InPhase or T1DUAL/OutPhase
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from liversynth.config import Params, PrepareConfig
-from liversynth.raw import Volume, reader_for
+from liversynth.manifest import read_split_manifest
+from liversynth.raw import Volume, reader_for, require_liver
+from liversynth.resample import to_common_grid
 from liversynth.atomic import write_atomic_dir
 from liversynth.slices import SPLITS
 
@@ -82,10 +84,14 @@ def resize_slices(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.n
 
 def prepare_dataset(params: Params, raw_dir: Path, out_dir: Path) -> dict:
     """Read every raw volume once and write `out_dir/<split>/` slice sets plus `manifest.json`."""
-    reader = reader_for(params.data.dataset)
+    data = params.data
+    reader = reader_for(data.dataset, mr_sequence=data.mr_sequence)
     cfg = params.prepare
     patients = {m: reader.list_patients(raw_dir, m) for m in ("ct", "mri")}
-    plan = plan_splits(patients["ct"], patients["mri"], cfg)
+    if data.manifest:
+        plan = SplitPlan(read_split_manifest(Path(data.manifest), raw_dir, reader))
+    else:
+        plan = plan_splits(patients["ct"], patients["mri"], cfg)
     manifest: dict = {"image_size": cfg.image_size, "splits": {}}
 
     def write(tmp: Path) -> None:
@@ -93,10 +99,15 @@ def prepare_dataset(params: Params, raw_dir: Path, out_dir: Path) -> dict:
             for split in SPLITS:
                 names = plan.patients.get(split, [])
                 modality = "ct" if split.startswith("ct") else "mri"
-                label_value = params.data.liver_label[modality]
+                label_value = data.liver_label[modality]
                 files = []
                 for patient in tqdm(names, desc=f"prepare {split}", leave=False):
-                    vol = reader.read_patient(raw_dir, modality, patient, label_value)
+                    vol = reader.read_patient(raw_dir, modality, patient, label_value,
+                                              data.label_values.get(modality))
+                    if split != "mri_unlabelled":  # its labels are never used
+                        require_liver(vol, label_value)
+                    if data.spacing_mm:
+                        vol = to_common_grid(vol, float(data.spacing_mm), cfg.image_size)
                     img, lab = resize_slices(normalise(vol, cfg), vol.label, cfg.image_size)
                     chunk = Path(chunks) / f"{split}-{patient}.npz"
                     np.savez(chunk, images=img[:, None], labels=lab)

@@ -41,13 +41,14 @@ class MixedSampler:
     """Draws batches from real and synthetic slices held as tensors: no per-sample Python."""
 
     def __init__(self, real: SliceSet, synthetic: SliceSet | None, ratio: float, device: torch.device):
-        self.real_x = torch.as_tensor(np.asarray(real.images), device=device)
-        self.real_y = torch.as_tensor(np.asarray(real.labels), device=device).long()
+        # One copy into memory (arrays may be read-only memory maps); sampling is then pure tensor ops.
+        self.real_x = torch.as_tensor(np.array(real.images, np.float32), device=device)
+        self.real_y = torch.as_tensor(np.array(real.labels), device=device).long()
         use_syn = synthetic is not None and len(synthetic) > 0 and ratio > 0
         self.p_syn = ratio / (1.0 + ratio) if use_syn else 0.0
         if use_syn:
-            self.syn_x = torch.as_tensor(np.asarray(synthetic.images), device=device)
-            self.syn_y = torch.as_tensor(np.asarray(synthetic.labels), device=device).long()
+            self.syn_x = torch.as_tensor(np.array(synthetic.images, np.float32), device=device)
+            self.syn_y = torch.as_tensor(np.array(synthetic.labels), device=device).long()
 
     def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         dev = self.real_x.device
@@ -89,7 +90,7 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64,
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = torch.as_tensor(np.asarray(images[start : start + batch_size]), device=device)
+        x = torch.as_tensor(np.array(images[start : start + batch_size], np.float32), device=device)
         with autocast(device):
             logits = model(x)
         out.append(logits.argmax(1).to(torch.uint8).cpu().numpy())

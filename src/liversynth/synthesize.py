@@ -24,7 +24,7 @@ _DATA_RANGE = 2.0  # images live in [-1, 1]
 
 def _batches(images: np.ndarray, batch_size: int, device: torch.device) -> Iterator[tuple[int, Tensor]]:
     for i in range(0, len(images), batch_size):
-        chunk = np.ascontiguousarray(images[i : i + batch_size], np.float32)
+        chunk = np.array(images[i : i + batch_size], np.float32)  # a writable copy of a memmap slice
         yield i, torch.from_numpy(chunk).to(device)
 
 

@@ -49,7 +49,7 @@ def fingerprint(cfg: EssNetConfig, seed: int, ct: SliceSet, mri_images: np.ndarr
     params = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUMABLE_KEYS}
     digest = hashlib.sha256()
     for arr in (ct.images, ct.labels, mri_images):
-        digest.update(np.ascontiguousarray(arr[:: max(1, len(arr) // 8)]).tobytes())
+        digest.update(np.array(arr[:: max(1, len(arr) // 8)]).tobytes())
     payload = {
         "cfg": params,
         "seed": seed,
@@ -125,9 +125,9 @@ def train_essnet(
     saved_at = start if resumed else -1
 
     # Converted once: per-step indexing of device tensors beats re-reading the memory map.
-    ct_img = torch.as_tensor(np.ascontiguousarray(ct.images, np.float32), device=device)
-    ct_lab = torch.as_tensor(np.ascontiguousarray(ct.labels, np.uint8), device=device)
-    mri_img = torch.as_tensor(np.ascontiguousarray(mri_images, np.float32), device=device)
+    ct_img = torch.as_tensor(np.array(ct.images, np.float32), device=device)
+    ct_lab = torch.as_tensor(np.array(ct.labels, np.uint8), device=device)
+    mri_img = torch.as_tensor(np.array(mri_images, np.float32), device=device)
     discriminators = (model.d_mri, model.d_ct)
     amp = autocast(device)
 

@@ -1,0 +1,114 @@
+"""One benchmark per function: the library's path and the plain baseline, timed in the same process.
+
+Each returns a result dict: throughput of both paths, their ratio (library / plain) and the peak
+RSS of each phase (the kernel's high-water mark, reset between phases).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from benchmarks import baseline
+from benchmarks.measure import PeakRss
+from liversynth.config import Params
+from liversynth.prepare import prepare_dataset
+from liversynth.segment import train_unet
+from liversynth.slices import SliceSet
+from liversynth.synthesize import synthesize
+from liversynth.train_essnet import train_essnet
+from liversynth.models.generator import ResnetGenerator
+
+
+def _result(name: str, unit: str, fast: float, plain: float, rss: PeakRss, **extra) -> dict:
+    return {"name": name, "unit": unit, "optimised": fast, "baseline": plain, "ratio": fast / plain,
+            "peak_rss_mb": rss.phases, **extra}
+
+
+def _mri(prepared: Path) -> SliceSet:
+    parts = [SliceSet.load(prepared / s) for s in ("mri_train", "mri_unlabelled")]
+    return SliceSet(*(np.concatenate([np.asarray(getattr(p, f)) for p in parts]) for f in ("images", "labels", "patients")))
+
+
+def essnet(params: Params, prepared: Path, work: Path, warmup: int, steps: int) -> dict:
+    """EssNet training steps/s at the configured size (params.essnet), checkpointing off the clock."""
+    ct, mri = SliceSet.load(prepared / "ct_train"), _mri(prepared)
+    cfg = dataclasses.replace(params.essnet, steps=warmup + steps, checkpoint_every=10**9)
+    rss, fast, plain = PeakRss(), baseline.Clock(warmup), baseline.Clock(warmup)
+    with rss.phase("optimised"):
+        train_essnet(ct, mri.images, cfg, seed=0, checkpoint=work / "essnet.pt", log_every=warmup,
+                     on_log=lambda step, _: fast(step))
+    ct_dir, mri_dir = baseline.write_slice_files(ct, work / "ct"), baseline.write_slice_files(mri, work / "mri")
+    with rss.phase("baseline"):
+        baseline.plain_train_essnet(ct_dir, mri_dir, cfg, seed=0, tick=plain)
+    return _result("essnet_train", "steps/s", fast.rate, plain.rate, rss, batch_size=cfg.batch_size,
+                   image_size=ct.images.shape[-1], timed_steps=steps)
+
+
+def unet(params: Params, prepared: Path, work: Path, warmup: int, steps: int) -> dict:
+    """U-Net training steps/s (params.unet) on real + synthetic slices at ratio 1, augmentation on."""
+    real, syn = SliceSet.load(prepared / "mri_train"), SliceSet.load(prepared / "ct_train")  # CT stands in for synthetic
+    cfg = dataclasses.replace(params.unet, steps=warmup + steps, eval_every=warmup)
+    rss, fast, plain = PeakRss(), baseline.Clock(warmup), baseline.Clock(warmup)
+    with rss.phase("optimised"):
+        train_unet(real, syn, 1.0, cfg, seed=0, on_eval=lambda step, _: fast(step), progress=False)
+    real_dir, syn_dir = baseline.write_slice_files(real, work / "real"), baseline.write_slice_files(syn, work / "syn")
+    with rss.phase("baseline"):
+        baseline.plain_train_unet(real_dir, syn_dir, 1.0, cfg, seed=0, tick=plain)
+    return _result("unet_train", "steps/s", fast.rate, plain.rate, rss, batch_size=cfg.batch_size,
+                   image_size=real.images.shape[-1], timed_steps=steps)
+
+
+def _best_rate(n_items: int, run: Callable[[], object], repeats: int) -> float:
+    """Items/s of the fastest of `repeats` runs (the least disturbed by the rest of the machine)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return n_items / best
+
+
+def synthesis(params: Params, prepared: Path, work: Path, repeats: int) -> dict:
+    """CT->MRI synthesis slices/s over the whole CT training split (random generator weights)."""
+    ct = SliceSet.load(prepared / "ct_train")
+    cfg, bs = params.essnet, params.synthesize.batch_size
+    torch.manual_seed(0)
+    gen = ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks)
+    warm = ct.select(np.arange(len(ct)) < bs)
+    rss = PeakRss()
+    with rss.phase("optimised"):
+        synthesize(gen, warm, bs, torch.device("cpu"))
+        fast = _best_rate(len(ct), lambda: synthesize(gen, ct, bs, torch.device("cpu")), repeats)
+    ct_dir = baseline.write_slice_files(ct, work / "ct")
+    with rss.phase("baseline"):
+        plain = _best_rate(len(ct), lambda: baseline.plain_synthesize(gen, ct_dir, bs), repeats)
+    return _result("synthesis", "slices/s", fast, plain, rss, slices=len(ct), batch_size=bs)
+
+
+def prepare(params: Params, raw: Path, work: Path, repeats: int) -> dict:
+    """Prepare-stage volumes/s: raw NIfTI volumes -> normalised, resized, split slice arrays."""
+    n_volumes = params.phantom.n_ct + sum(params.prepare.mri_splits.values())
+    rss, runs = PeakRss(), iter(range(10**6))
+    with rss.phase("optimised"):
+        fast = _best_rate(n_volumes, lambda: prepare_dataset(params, raw, work / f"fast{next(runs)}"), repeats)
+    with rss.phase("baseline"):
+        plain = _best_rate(n_volumes, lambda: baseline.plain_prepare(params, raw, work / f"plain{next(runs)}"), repeats)
+    manifest = prepare_dataset(params, raw, work / "check")
+    slices = sum(s["slices"] for s in manifest["splits"].values())
+    return _result("prepare", "volumes/s", fast, plain, rss, volumes=n_volumes, slices=slices)
+
+
+def prepare_one(params: Params, raw: Path, out: Path, plain: bool) -> dict:
+    """One prepare run (for the scaling benchmark, each in its own process): seconds, slices, peak RSS."""
+    rss = PeakRss()
+    with rss.phase("run"):
+        t0 = time.perf_counter()
+        manifest = (baseline.plain_prepare if plain else prepare_dataset)(params, raw, out)
+        seconds = time.perf_counter() - t0
+    slices = sum(s["slices"] for s in manifest["splits"].values())
+    return {"seconds": seconds, "slices": slices, "peak_rss_mb": rss.phases["run"]}

@@ -1,0 +1,196 @@
+"""`make bench`: every benchmark with its plain baseline, a table on stdout, JSON in benchmarks/results/.
+
+Each benchmark runs in its own process, so its peak RSS is its own. The data is the built-in
+phantom at the sizes in params.yaml, generated into a temporary folder; nothing in the repo is
+touched except benchmarks/results/.
+
+    python -m benchmarks.run                 # everything (about 10 min on 2 cores)
+    python -m benchmarks.run --only essnet,unet --no-e2e
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import e2e, measure
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+CASES = ("essnet", "unet", "synthesis", "prepare", "prepare_scaling")
+WARMUP, STEPS = 5, 40  # training steps: not counted, then timed
+
+
+def _params():
+    from liversynth.config import Params
+
+    return Params.from_yaml(REPO / "params.yaml")
+
+
+def _run_case(name: str, work: Path) -> dict:
+    """Run one case in this process (called in a child process by `main`)."""
+    from benchmarks import cases
+
+    params = _params()
+    prepared, out = work / "prepared", work / f"case-{name}"
+    out.mkdir(parents=True, exist_ok=True)
+    if name == "essnet":
+        return cases.essnet(params, prepared, out, WARMUP, STEPS)
+    if name == "unet":
+        return cases.unet(params, prepared, out, WARMUP, STEPS)
+    if name == "synthesis":
+        return cases.synthesis(params, prepared, out, repeats=3)
+    if name == "prepare":
+        return cases.prepare(params, work / "raw", out, repeats=3)
+    raise ValueError(name)
+
+
+def _child(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", *args], cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark {args} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _make_data(work: Path) -> None:
+    from liversynth.phantom import write_phantom
+    from liversynth.prepare import prepare_dataset
+
+    params = _params()
+    write_phantom(params.phantom, work / "raw")
+    prepare_dataset(params, work / "raw", work / "prepared")
+
+
+def _scaling(work: Path) -> dict:
+    """Prepare on N and 4N patients (one process each): peak RSS must not grow, time must grow ~4x.
+
+    Volumes are larger than the default (96 x 96 x 24, kept at 96 px) so that holding them all, as
+    the plain baseline does, shows in the RSS; the 4N cohort repeats the N cohort's files.
+    """
+    from liversynth.config import PhantomConfig, PrepareConfig
+    from liversynth.phantom import write_phantom
+
+    base = _params()
+    phantom = PhantomConfig(seed=0, n_ct=8, n_mri=8, size=96, slices=24, spacing_mm=4.0)
+    write_phantom(phantom, work / "scale-src")
+    out: dict = {"name": "prepare_scaling", "volume": [96, 96, 24], "runs": {}}
+    for factor in (2, 8):  # N = 32 patients, 4N = 128
+        raw = work / f"scale-raw-{factor}"
+        for modality in ("ct", "mri"):
+            for src in sorted((work / "scale-src" / modality).iterdir()):
+                for k in range(factor):
+                    shutil.copytree(src, raw / modality / f"{src.name}r{k}")
+        n_ct = n_mri = 8 * factor
+        splits = {"train": n_mri // 4, "unlabelled": n_mri // 4, "val": n_mri // 4, "test": n_mri // 4}
+        params = dataclasses.replace(base, data=dataclasses.replace(base.data, dataset="nifti"),
+                                     prepare=PrepareConfig(image_size=96, mri_splits=splits))
+        cfg = work / f"scale-params-{factor}.json"
+        cfg.write_text(json.dumps(dataclasses.asdict(params)))
+        for kind in ("optimised", "baseline"):
+            run = _child(["--prepare-one", str(cfg), str(raw), str(work / f"scale-out-{factor}-{kind}"), kind])
+            out["runs"][f"{kind}_{n_ct + n_mri}"] = run
+    return out
+
+
+def _summarise_scaling(res: dict) -> dict:
+    runs = res["runs"]
+    sizes = sorted({int(k.rsplit("_", 1)[1]) for k in runs})
+    n, n4 = sizes
+    for kind in ("optimised", "baseline"):
+        a, b = runs[f"{kind}_{n}"], runs[f"{kind}_{n4}"]
+        res[f"{kind}_rss_growth_mb"] = round(b["peak_rss_mb"] - a["peak_rss_mb"], 1)
+        res[f"{kind}_time_ratio_4n_over_n"] = round(b["seconds"] / a["seconds"], 2)
+        res[f"{kind}_us_per_slice"] = [round(1e6 * r["seconds"] / r["slices"], 1) for r in (a, b)]
+    res["patients"] = [n, n4]
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(CASES), help=f"comma-separated subset of {CASES}")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end dvc repro timing")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-one", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.case:  # child: one case, JSON on the last line of stdout
+        print(json.dumps(_run_case(args.case, Path(args.work))))
+        return 0
+    if args.prepare_one:
+        from benchmarks import cases
+        from liversynth.config import Params
+
+        cfg, raw, out, kind = args.prepare_one
+        params = Params.from_yaml(cfg)  # JSON is YAML
+        print(json.dumps(cases.prepare_one(params, Path(raw), Path(out), plain=kind == "baseline")))
+        return 0
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    info = {"machine": measure.machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="liversynth-bench-") as tmp:
+        work = Path(tmp)
+        wanted = [c for c in args.only.split(",") if c]
+        if set(wanted) & {"essnet", "unet", "synthesis", "prepare"}:
+            _make_data(work)
+        for name in wanted:
+            print(f"benchmark {name} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            res = _summarise_scaling(_scaling(work)) if name == "prepare_scaling" else _child(
+                ["--case", name, "--work", str(work)])
+            res["wall_s"] = round(time.perf_counter() - t0, 1)
+            results[res["name"]] = res
+        if not args.no_e2e:
+            print("benchmark dvc repro (end to end, then no-op) ...", file=sys.stderr, flush=True)
+            for res in e2e.run(REPO, work / "e2e"):
+                results[res["name"]] = res
+    for name, res in results.items():
+        (RESULTS / f"{name}.json").write_text(json.dumps({**res, **info}, indent=2) + "\n")
+    table = table_markdown(results, info)
+    (RESULTS / "summary.md").write_text(table)
+    print(table)
+    return 0
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def table_markdown(results: dict[str, dict], info: dict) -> str:
+    m = info["machine"]
+    lines = [f"Measured {info['date']} on {m['cpu_model']} ({m['cores']} cores, {m['memory_gb']} GB), "
+             f"torch {m['torch']}, {'CUDA ' + m['cuda'] if m['cuda'] else 'no GPU'}.", "",
+             "| benchmark | optimised | plain baseline | ratio | peak RSS optimised / baseline (MiB) |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, r in results.items():
+        if name == "prepare_scaling":
+            n, n4 = r["patients"]
+            rs = r["runs"]
+            lines.append(
+                f"| prepare memory, {n} -> {n4} patients | RSS {rs[f'optimised_{n}']['peak_rss_mb']:.0f} -> "
+                f"{rs[f'optimised_{n4}']['peak_rss_mb']:.0f} MiB, time x{r['optimised_time_ratio_4n_over_n']} | "
+                f"RSS {rs[f'baseline_{n}']['peak_rss_mb']:.0f} -> {rs[f'baseline_{n4}']['peak_rss_mb']:.0f} MiB, "
+                f"time x{r['baseline_time_ratio_4n_over_n']} | growth {r['optimised_rss_growth_mb']:+.0f} vs "
+                f"{r['baseline_rss_growth_mb']:+.0f} MiB | µs/slice {r['optimised_us_per_slice']} |")
+        elif "ratio" in r and r.get("baseline") is not None:
+            rss = r["peak_rss_mb"]
+            lines.append(f"| {name} ({r['unit']}) | {_fmt(r['optimised'])} | {_fmt(r['baseline'])} | "
+                         f"{_fmt(r['ratio'])}x | {rss.get('optimised', 0):.0f} / {rss.get('baseline', 0):.0f} |")
+        else:
+            extra = f" (target < {r['target_s']} s)" if "target_s" in r else ""
+            base = f"{_fmt(r.get('baseline'), 1)} s" if r.get("baseline") is not None else "-"
+            ratio = f"{_fmt(r.get('ratio'))}x" if r.get("ratio") is not None else "-"
+            lines.append(f"| {name} (s){extra} | {_fmt(r['optimised'], 1)} s | {base} | {ratio} | "
+                         f"{r['peak_rss_mb'].get('optimised', 0):.0f} (largest process) |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Parallel tuning: worker processes sharing one journal study run every grid ratio exactly once."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import socket
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from liversynth.tuning import open_study, remaining_trials, run_study, trial_table
+
+RATIOS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0)
+
+
+def _objective(ratio: float, trial: optuna.Trial) -> float:
+    time.sleep(0.2)  # long enough for the two workers to overlap
+    trial.set_user_attr("pid", os.getpid())
+    return -abs(ratio - 1.0)
+
+
+def _worker(storage: str, barrier) -> None:
+    barrier.wait()  # both open (and enqueue) at the same moment: the worst case for duplicates
+    study = open_study(storage, "study", RATIOS, seed=0)
+    run_study(study, _objective)
+
+
+def _completed(storage: str) -> list[optuna.trial.FrozenTrial]:
+    study = open_study(storage, "study", RATIOS, seed=0)
+    return study.get_trials(states=(TrialState.COMPLETE,))
+
+
+def test_two_workers_complete_each_ratio_exactly_once(tmp_path: Path) -> None:
+    storage = str(tmp_path / "journal.log")
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_worker, args=(storage, barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    done = _completed(storage)
+    assert sorted(t.params["ratio"] for t in done) == sorted(RATIOS)  # none lost, none twice
+    assert len({t.user_attrs["pid"] for t in done}) == 2  # the work really was shared
+    study = open_study(storage, "study", RATIOS, seed=0)  # reopening queues nothing: all are done
+    assert not study.get_trials(states=(TrialState.WAITING, TrialState.RUNNING))
+    assert remaining_trials(study) == 0
+    assert [r["ratio"] for r in trial_table(study)] == sorted(RATIOS)
+
+
+def test_a_dead_workers_trial_is_queued_again(tmp_path: Path) -> None:
+    storage = str(tmp_path / "journal.log")
+    study = open_study(storage, "study", (0.0, 1.0), seed=0)
+    stale = study.ask()  # popped from the queue, then its worker "dies"
+    stale.set_user_attr("worker", f"{socket.gethostname()}:{2**22 + 12345}")  # no such pid
+    stale_ratio = stale.suggest_float("ratio", 0.0, 1.0)
+    again = open_study(storage, "study", (0.0, 1.0), seed=0)  # a new run marks it failed, re-queues
+    assert again.trials[stale.number].state == TrialState.FAIL
+    run_study(again, _objective)
+    assert sorted(t.params["ratio"] for t in again.get_trials(states=(TrialState.COMPLETE,))) == [0.0, 1.0]
+    assert stale_ratio in (0.0, 1.0)
+
+
+def test_completed_trials_are_reused(tmp_path: Path) -> None:
+    storage = str(tmp_path / "journal.log")
+    run_study(open_study(storage, "study", (0.0, 1.0), seed=0), _objective)
+    study = run_study(open_study(storage, "study", (0.0, 1.0), seed=0), _objective)
+    assert len(study.trials) == 2
