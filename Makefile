@@ -52,7 +52,8 @@ data: setup $(if $(filter real-sample,$(DATASET)),$(REAL_SAMPLE_SDIST))
 	  done; \
 	else \
 	  src=params-$(DATASET).yaml; \
-	  if [ ! -f "$$src" ]; then echo "unknown DATASET=$(DATASET): no $$src (built-in: phantom, real-sample)"; exit 1; fi; \
+	  if [ ! -f "$$src" ]; then \
+	    echo "unknown DATASET=$(DATASET): no $$src (known: phantom $$(ls params-*.yaml | sed 's/params-//; s/.yaml//' | tr '\n' ' '))"; exit 1; fi; \
 	  if ! cmp -s "$$src" params.yaml; then \
 	    if ! git diff --quiet -- params.yaml; then \
 	      echo "params.yaml has uncommitted edits; commit or stash them before DATASET=$(DATASET)"; exit 1; fi; \
@@ -60,10 +61,14 @@ data: setup $(if $(filter real-sample,$(DATASET)),$(REAL_SAMPLE_SDIST))
 	  fi; \
 	fi
 	python -m flows.generate_data
+	@# New or changed raw data is read in full before `dvc commit` versions it: broken files are
+	@# refused by name and never reach the DVC cache, data.dvc or any stage.
+	@dvc status --quiet data.dvc 2>/dev/null || python -m flows.generate_data --check
 	scripts/track_raw_data.sh
 
-# real-sample's only download: pip fetches the sdist, hash-checked against data/real_sample.sha256
-# before pip reads anything in it; liversynth then reads files out of the tar (never installs it).
+# real-sample's only download: pip fetches the sdist and checks it against data/real_sample.sha256
+# before it prepares the metadata (running the sdist's static setup.py in pip's build sandbox);
+# liversynth then only reads files out of the tar, never installing or importing it.
 $(REAL_SAMPLE_SDIST): data/real_sample.sha256 | $(STAMP)
 	mkdir -p $(@D) && echo '*' > $(@D)/.gitignore
 	echo "totalsegmentator==2.18.0 --hash=sha256:$$(cut -d' ' -f1 $<)" > $(@D)/requirements.txt
@@ -82,11 +87,17 @@ test: setup
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
+# WORKERS worker processes (a local Dask cluster) pop trials off one shared Optuna study; the stage
+# then writes reports/tune.json once. LIVERSYNTH_TASK_RUNNER=processes|threads picks another engine,
+# LIVERSYNTH_DASK_ADDRESS=tcp://host:8786 an existing Dask cluster (README: Performance and scale-out).
+# Up to date means nothing to do; `dvc repro -f -s tune_mix` reruns it, reusing completed trials.
 tune: setup
-	@for i in $$(seq $(WORKERS)); do python -m flows.tune_mix & done; wait
+	LIVERSYNTH_WORKERS=$(WORKERS) scripts/with_prefect_api.sh dvc repro tune_mix
 
+# Throughput of each hot path against a plain baseline, peak RSS, end-to-end and no-op dvc repro
+# (about 10 min on 2 cores); results in benchmarks/results/. BENCH_ARGS="--no-e2e" etc.
 bench: setup
-	python -m benchmarks.run
+	python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf data/prepared data/synthetic models reports metrics.json .checkpoints

@@ -29,6 +29,7 @@ from liversynth.segment import build_unet
 from liversynth.slices import SPLITS, SliceSet
 
 Tick = Callable[[int], None]  # called with the step number after each step
+CPU = torch.device("cpu")
 
 
 def write_slice_files(slices: SliceSet, folder: Path) -> Path:
@@ -78,7 +79,7 @@ def _forever(loader: DataLoader) -> Iterator:
 
 
 def plain_train_unet(real_dir: Path, syn_dir: Path, ratio: float, cfg: UNetConfig, *, seed: int,
-                     tick: Tick) -> list[float]:
+                     tick: Tick, device: torch.device = CPU) -> list[float]:
     """U-Net training, plain: files -> Dataset -> weighted DataLoader -> model, loss.item() each step."""
     torch.manual_seed(seed)
     real, syn = SliceFiles(real_dir, True, seed), SliceFiles(syn_dir, True, seed + 1)
@@ -88,13 +89,14 @@ def plain_train_unet(real_dir: Path, syn_dir: Path, ratio: float, cfg: UNetConfi
     sampler = WeightedRandomSampler(weights, cfg.steps * cfg.batch_size, replacement=True,
                                     generator=torch.Generator().manual_seed(seed))
     loader = DataLoader(both, batch_size=cfg.batch_size, sampler=sampler, num_workers=0)
-    model = build_unet(cfg)
+    model = build_unet(cfg).to(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr * 0.05)
     model.train()
     losses = []
     for step, (x, y) in enumerate(loader, 1):
+        x, y = x.to(device), y.to(device)
         loss = loss_fn(model(x), y[:, None])
         opt.zero_grad()
         loss.backward()
@@ -105,21 +107,22 @@ def plain_train_unet(real_dir: Path, syn_dir: Path, ratio: float, cfg: UNetConfi
     return losses
 
 
-def plain_train_essnet(ct_dir: Path, mri_dir: Path, cfg: EssNetConfig, *, seed: int, tick: Tick) -> list[dict]:
+def plain_train_essnet(ct_dir: Path, mri_dir: Path, cfg: EssNetConfig, *, seed: int, tick: Tick,
+                       device: torch.device = CPU) -> list[dict]:
     """EssNet training, plain: two file DataLoaders, the library's losses, every loss .item()'d each step."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     ct, mri = SliceFiles(ct_dir), SliceFiles(mri_dir)
     ct_loader = _forever(DataLoader(ct, cfg.batch_size, sampler=RandomSampler(ct, replacement=True, generator=gen)))
     mri_loader = _forever(DataLoader(mri, cfg.batch_size, sampler=RandomSampler(mri, replacement=True, generator=gen)))
-    model = EssNet(cfg)
+    model = EssNet(cfg).to(device)
     opt_g, opt_d = make_optimizers(model, cfg)
     pools = {"mri": ImagePool(cfg.pool_size, gen), "ct": ImagePool(cfg.pool_size, gen)}
     model.train()
     history = []
     for step in range(1, cfg.steps + 1):
-        real_ct, label = next(ct_loader)
-        real_mri, _ = next(mri_loader)
+        real_ct, label = (t.to(device) for t in next(ct_loader))
+        real_mri = next(mri_loader)[0].to(device)
         for p in model.discriminator_parameters():
             p.requires_grad = False
         g = model.generator_losses(real_ct, label, real_mri)
@@ -138,13 +141,14 @@ def plain_train_essnet(ct_dir: Path, mri_dir: Path, cfg: EssNetConfig, *, seed: 
     return history
 
 
-def plain_synthesize(generator: torch.nn.Module, ct_dir: Path, batch_size: int) -> np.ndarray:
+def plain_synthesize(generator: torch.nn.Module, ct_dir: Path, batch_size: int,
+                     device: torch.device = CPU) -> np.ndarray:
     """Translate every CT slice file, batch by batch, under no_grad."""
-    generator.eval()
+    generator.to(device).eval()
     out = []
     with torch.no_grad():
         for x, _ in DataLoader(SliceFiles(ct_dir), batch_size=batch_size, num_workers=0):
-            out.append(generator(x).clamp(-1.0, 1.0).numpy())
+            out.append(generator(x.to(device)).clamp(-1.0, 1.0).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -192,5 +196,5 @@ class Clock:
             self.t1, self.n = now, step - self.warmup
 
     @property
-    def rate(self) -> float:
-        return self.n / (self.t1 - self.t0) if self.n else float("nan")
+    def elapsed(self) -> float:
+        return self.t1 - self.t0 if self.n else 0.0

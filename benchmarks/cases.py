@@ -6,6 +6,7 @@ RSS of each phase (the kernel's high-water mark, reset between phases).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,7 @@ import torch
 from benchmarks import baseline
 from benchmarks.measure import PeakRss
 from liversynth.config import Params
+from liversynth.device import pick_device
 from liversynth.prepare import prepare_dataset
 from liversynth.segment import train_unet
 from liversynth.slices import SliceSet
@@ -26,7 +28,7 @@ from liversynth.models.generator import ResnetGenerator
 
 def _result(name: str, unit: str, fast: float, plain: float, rss: PeakRss, **extra) -> dict:
     return {"name": name, "unit": unit, "optimised": fast, "baseline": plain, "ratio": fast / plain,
-            "peak_rss_mb": rss.phases, **extra}
+            "peak_rss_mb": rss.phases, "load_avg_1m": round(os.getloadavg()[0], 2), **extra}
 
 
 def _mri(prepared: Path) -> SliceSet:
@@ -34,33 +36,70 @@ def _mri(prepared: Path) -> SliceSet:
     return SliceSet(*(np.concatenate([np.asarray(getattr(p, f)) for p in parts]) for f in ("images", "labels", "patients")))
 
 
-def essnet(params: Params, prepared: Path, work: Path, warmup: int, steps: int) -> dict:
+def _interleaved(variants: dict[str, Callable[[int, baseline.Clock], object]], warmup: int, steps: int,
+                 rounds: int, rss: PeakRss) -> dict[str, float]:
+    """Steps/s of each variant, run in turn for `rounds` rounds of steps/rounds timed steps each.
+
+    Interleaving gives every variant the same share of whatever else the machine is doing.
+    """
+    done = {name: [0, 0.0] for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            clock = baseline.Clock(warmup)
+            with rss.phase(name):
+                run(warmup + steps // rounds, clock)
+            done[name][0] += clock.n
+            done[name][1] += clock.elapsed
+    return {name: n / seconds for name, (n, seconds) in done.items()}
+
+
+def essnet(params: Params, prepared: Path, work: Path, warmup: int, steps: int, rounds: int = 2) -> dict:
     """EssNet training steps/s at the configured size (params.essnet), checkpointing off the clock."""
     ct, mri = SliceSet.load(prepared / "ct_train"), _mri(prepared)
-    cfg = dataclasses.replace(params.essnet, steps=warmup + steps, checkpoint_every=10**9)
-    rss, fast, plain = PeakRss(), baseline.Clock(warmup), baseline.Clock(warmup)
-    with rss.phase("optimised"):
-        train_essnet(ct, mri.images, cfg, seed=0, checkpoint=work / "essnet.pt", log_every=warmup,
-                     on_log=lambda step, _: fast(step))
     ct_dir, mri_dir = baseline.write_slice_files(ct, work / "ct"), baseline.write_slice_files(mri, work / "mri")
-    with rss.phase("baseline"):
-        baseline.plain_train_essnet(ct_dir, mri_dir, cfg, seed=0, tick=plain)
-    return _result("essnet_train", "steps/s", fast.rate, plain.rate, rss, batch_size=cfg.batch_size,
-                   image_size=ct.images.shape[-1], timed_steps=steps)
+
+    def library(bf16: bool) -> Callable[[int, baseline.Clock], object]:
+        def run(n: int, clock: baseline.Clock) -> object:
+            cfg = dataclasses.replace(params.essnet, steps=n, checkpoint_every=10**9)
+            (work / "essnet.pt").unlink(missing_ok=True)  # never resume: every round starts fresh
+            return train_essnet(ct, mri.images, cfg, seed=0, checkpoint=work / "essnet.pt", log_every=warmup,
+                                on_log=lambda step, _: clock(step), cpu_bf16=bf16)
+        return run
+
+    def plain(n: int, clock: baseline.Clock) -> object:
+        cfg = dataclasses.replace(params.essnet, steps=n)
+        return baseline.plain_train_essnet(ct_dir, mri_dir, cfg, seed=0, tick=clock, device=pick_device())
+
+    rss = PeakRss()
+    rate = _interleaved({"optimised": library(False), "baseline": plain, "optimised_bf16": library(True)},
+                        warmup, steps, rounds, rss)
+    return _result("essnet_train", "steps/s", rate["optimised"], rate["baseline"], rss,
+                   optimised_bf16=rate["optimised_bf16"], ratio_bf16=rate["optimised_bf16"] / rate["baseline"],
+                   batch_size=params.essnet.batch_size, image_size=ct.images.shape[-1], timed_steps=steps)
 
 
-def unet(params: Params, prepared: Path, work: Path, warmup: int, steps: int) -> dict:
+def unet(params: Params, prepared: Path, work: Path, warmup: int, steps: int, rounds: int = 2) -> dict:
     """U-Net training steps/s (params.unet) on real + synthetic slices at ratio 1, augmentation on."""
     real, syn = SliceSet.load(prepared / "mri_train"), SliceSet.load(prepared / "ct_train")  # CT stands in for synthetic
-    cfg = dataclasses.replace(params.unet, steps=warmup + steps, eval_every=warmup)
-    rss, fast, plain = PeakRss(), baseline.Clock(warmup), baseline.Clock(warmup)
-    with rss.phase("optimised"):
-        train_unet(real, syn, 1.0, cfg, seed=0, on_eval=lambda step, _: fast(step), progress=False)
     real_dir, syn_dir = baseline.write_slice_files(real, work / "real"), baseline.write_slice_files(syn, work / "syn")
-    with rss.phase("baseline"):
-        baseline.plain_train_unet(real_dir, syn_dir, 1.0, cfg, seed=0, tick=plain)
-    return _result("unet_train", "steps/s", fast.rate, plain.rate, rss, batch_size=cfg.batch_size,
-                   image_size=real.images.shape[-1], timed_steps=steps)
+
+    def library(bf16: bool) -> Callable[[int, baseline.Clock], object]:
+        def run(n: int, clock: baseline.Clock) -> object:
+            cfg = dataclasses.replace(params.unet, steps=n, eval_every=warmup)
+            return train_unet(real, syn, 1.0, cfg, seed=0, on_eval=lambda step, _: clock(step), progress=False,
+                              cpu_bf16=bf16)
+        return run
+
+    def plain(n: int, clock: baseline.Clock) -> object:
+        return baseline.plain_train_unet(real_dir, syn_dir, 1.0, dataclasses.replace(params.unet, steps=n),
+                                         seed=0, tick=clock, device=pick_device())
+
+    rss = PeakRss()
+    rate = _interleaved({"optimised": library(False), "baseline": plain, "optimised_bf16": library(True)},
+                        warmup, steps, rounds, rss)
+    return _result("unet_train", "steps/s", rate["optimised"], rate["baseline"], rss,
+                   optimised_bf16=rate["optimised_bf16"], ratio_bf16=rate["optimised_bf16"] / rate["baseline"],
+                   batch_size=params.unet.batch_size, image_size=real.images.shape[-1], timed_steps=steps)
 
 
 def _best_rate(n_items: int, run: Callable[[], object], repeats: int) -> float:
@@ -80,13 +119,13 @@ def synthesis(params: Params, prepared: Path, work: Path, repeats: int) -> dict:
     torch.manual_seed(0)
     gen = ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks)
     warm = ct.select(np.arange(len(ct)) < bs)
-    rss = PeakRss()
+    rss, device = PeakRss(), pick_device()
     with rss.phase("optimised"):
-        synthesize(gen, warm, bs, torch.device("cpu"))
-        fast = _best_rate(len(ct), lambda: synthesize(gen, ct, bs, torch.device("cpu")), repeats)
+        synthesize(gen, warm, bs, device)
+        fast = _best_rate(len(ct), lambda: synthesize(gen, ct, bs, device), repeats)
     ct_dir = baseline.write_slice_files(ct, work / "ct")
     with rss.phase("baseline"):
-        plain = _best_rate(len(ct), lambda: baseline.plain_synthesize(gen, ct_dir, bs), repeats)
+        plain = _best_rate(len(ct), lambda: baseline.plain_synthesize(gen, ct_dir, bs, device), repeats)
     return _result("synthesis", "slices/s", fast, plain, rss, slices=len(ct), batch_size=bs)
 
 

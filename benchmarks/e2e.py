@@ -34,7 +34,8 @@ def _copy_tree(repo: Path, dest: Path) -> None:
 
 
 def _env(copy: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    drop = ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "LIVERSYNTH_PARAMS")  # the default run, self-contained
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
                 "PYTHONPATH": f"{copy / 'src'}{os.pathsep}{copy}", "PREFECT_HOME": str(copy / ".prefect"),
                 "TQDM_DISABLE": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
@@ -49,7 +50,10 @@ def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
                           capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        log = cwd / ".prefect" / "server.log"
+        server = log.read_text()[-2000:] if log.exists() else ""
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}\n"
+                           f"Prefect server log:\n{server}")
     return seconds, int(proc.stderr.strip().splitlines()[-1]) / 1024
 
 

@@ -45,7 +45,8 @@ class PeakRss:
         try:
             yield
         finally:
-            self.phases[name] = round(_hwm_mb(), 1)
+            # A phase run several times (interleaved rounds) keeps its highest peak.
+            self.phases[name] = max(self.phases.get(name, 0.0), round(_hwm_mb(), 1))
 
 
 def machine() -> dict:
@@ -58,6 +59,7 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),  # > 0.5 here: someone else was busy
     }
 
 

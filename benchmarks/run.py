@@ -6,18 +6,22 @@ touched except benchmarks/results/.
 
     python -m benchmarks.run                 # everything (about 10 min on 2 cores)
     python -m benchmarks.run --only essnet,unet --no-e2e
+    LIVERSYNTH_PARAMS=params-paper.yaml python -m benchmarks.run --only essnet,unet,synthesis --no-e2e
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
 
 from benchmarks import e2e, measure
 
@@ -28,12 +32,13 @@ WARMUP, STEPS = 5, 40  # training steps: not counted, then timed
 
 
 def _params():
+    """params.yaml, or the file named by LIVERSYNTH_PARAMS (e.g. params-paper.yaml on a GPU)."""
     from liversynth.config import Params
 
-    return Params.from_yaml(REPO / "params.yaml")
+    return Params.from_yaml(REPO / os.environ.get("LIVERSYNTH_PARAMS", "params.yaml"))
 
 
-def _run_case(name: str, work: Path) -> dict:
+def _run_case(name: str, work: Path, steps: int) -> dict:
     """Run one case in this process (called in a child process by `main`)."""
     from benchmarks import cases
 
@@ -41,9 +46,9 @@ def _run_case(name: str, work: Path) -> dict:
     prepared, out = work / "prepared", work / f"case-{name}"
     out.mkdir(parents=True, exist_ok=True)
     if name == "essnet":
-        return cases.essnet(params, prepared, out, WARMUP, STEPS)
+        return cases.essnet(params, prepared, out, WARMUP, steps)
     if name == "unet":
-        return cases.unet(params, prepared, out, WARMUP, STEPS)
+        return cases.unet(params, prepared, out, WARMUP, steps)
     if name == "synthesis":
         return cases.synthesis(params, prepared, out, repeats=3)
     if name == "prepare":
@@ -62,6 +67,7 @@ def _make_data(work: Path) -> None:
     from liversynth.phantom import write_phantom
     from liversynth.prepare import prepare_dataset
 
+    os.environ["TQDM_DISABLE"] = "1"
     params = _params()
     write_phantom(params.phantom, work / "raw")
     prepare_dataset(params, work / "raw", work / "prepared")
@@ -115,13 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(CASES), help=f"comma-separated subset of {CASES}")
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end dvc repro timing")
+    parser.add_argument("--e2e-baseline", action="store_true",
+                        help="also time dvc repro without the shared Prefect server (doubles its time)")
+    parser.add_argument("--steps", type=int, default=STEPS, help="timed training steps per variant")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in every benchmark process (default: torch's, one per core); "
+                             "1 keeps figures stable on a machine others are using too")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--prepare-one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:  # children and the e2e stages inherit it; torch reads it at start-up
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)  # this process imported torch already
 
     if args.case:  # child: one case, JSON on the last line of stdout
-        print(json.dumps(_run_case(args.case, Path(args.work))))
+        print(json.dumps(_run_case(args.case, Path(args.work), args.steps)))
         return 0
     if args.prepare_one:
         from benchmarks import cases
@@ -135,28 +150,37 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     info = {"machine": measure.machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     results: dict[str, dict] = {}
+
+    def record(res: dict) -> None:  # written as soon as known: a later failure loses nothing
+        results[res["name"]] = res
+        (RESULTS / f"{res['name']}.json").write_text(json.dumps({**res, **info}, indent=2) + "\n")
+
+    def attempt(name: str, run) -> None:
+        print(f"benchmark {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            found = run()
+        except Exception as err:  # noqa: BLE001  (report it, go on with the other benchmarks)
+            print(f"benchmark {name} FAILED: {err}", file=sys.stderr, flush=True)
+            record({"name": name, "error": str(err)[-3000:]})
+            return
+        for res in found if isinstance(found, list) else [found]:
+            record({**res, "wall_s": round(time.perf_counter() - t0, 1)})
+
     with tempfile.TemporaryDirectory(prefix="liversynth-bench-") as tmp:
         work = Path(tmp)
         wanted = [c for c in args.only.split(",") if c]
         if set(wanted) & {"essnet", "unet", "synthesis", "prepare"}:
             _make_data(work)
         for name in wanted:
-            print(f"benchmark {name} ...", file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
-            res = _summarise_scaling(_scaling(work)) if name == "prepare_scaling" else _child(
-                ["--case", name, "--work", str(work)])
-            res["wall_s"] = round(time.perf_counter() - t0, 1)
-            results[res["name"]] = res
+            attempt(name, (lambda: _summarise_scaling(_scaling(work))) if name == "prepare_scaling" else (
+                lambda name=name: _child(["--case", name, "--work", str(work), "--steps", str(args.steps)])))
         if not args.no_e2e:
-            print("benchmark dvc repro (end to end, then no-op) ...", file=sys.stderr, flush=True)
-            for res in e2e.run(REPO, work / "e2e"):
-                results[res["name"]] = res
-    for name, res in results.items():
-        (RESULTS / f"{name}.json").write_text(json.dumps({**res, **info}, indent=2) + "\n")
+            attempt("dvc_repro", lambda: e2e.run(REPO, work / "e2e", baseline=args.e2e_baseline))
     table = table_markdown(results, info)
     (RESULTS / "summary.md").write_text(table)
     print(table)
-    return 0
+    return 1 if any("error" in r for r in results.values()) else 0
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -164,31 +188,42 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 
 
 def table_markdown(results: dict[str, dict], info: dict) -> str:
+    """The README table: one row per figure, ratio = optimised / plain throughput (time for repro)."""
     m = info["machine"]
-    lines = [f"Measured {info['date']} on {m['cpu_model']} ({m['cores']} cores, {m['memory_gb']} GB), "
-             f"torch {m['torch']}, {'CUDA ' + m['cuda'] if m['cuda'] else 'no GPU'}.", "",
+    lines = [f"Measured {info['date']} on {m['cpu_model']} ({m['cores']} cores, {m['memory_gb']} GB, 1-min load "
+             f"{m['load_avg_1m_at_start']} at start), torch {m['torch']} ({m['torch_threads']} threads), "
+             f"{'CUDA ' + m['cuda'] if m['cuda'] else 'no GPU'}.", "",
              "| benchmark | optimised | plain baseline | ratio | peak RSS optimised / baseline (MiB) |",
              "| --- | --- | --- | --- | --- |"]
     for name, r in results.items():
-        if name == "prepare_scaling":
+        rss = r.get("peak_rss_mb", {})
+        if "error" in r:
+            lines.append(f"| {name} | failed: see benchmarks/results/{name}.json | - | - | - |")
+        elif name == "prepare_scaling":
             n, n4 = r["patients"]
-            rs = r["runs"]
-            lines.append(
-                f"| prepare memory, {n} -> {n4} patients | RSS {rs[f'optimised_{n}']['peak_rss_mb']:.0f} -> "
-                f"{rs[f'optimised_{n4}']['peak_rss_mb']:.0f} MiB, time x{r['optimised_time_ratio_4n_over_n']} | "
-                f"RSS {rs[f'baseline_{n}']['peak_rss_mb']:.0f} -> {rs[f'baseline_{n4}']['peak_rss_mb']:.0f} MiB, "
-                f"time x{r['baseline_time_ratio_4n_over_n']} | growth {r['optimised_rss_growth_mb']:+.0f} vs "
-                f"{r['baseline_rss_growth_mb']:+.0f} MiB | µs/slice {r['optimised_us_per_slice']} |")
-        elif "ratio" in r and r.get("baseline") is not None:
-            rss = r["peak_rss_mb"]
+            runs = r["runs"]
+            for k in (n, n4):
+                lines.append(f"| prepare, {k} patients of {'x'.join(map(str, r['volume']))} (s) | "
+                             f"{runs[f'optimised_{k}']['seconds']:.2f} | {runs[f'baseline_{k}']['seconds']:.2f} | "
+                             f"{runs[f'baseline_{k}']['seconds'] / runs[f'optimised_{k}']['seconds']:.2f}x | "
+                             f"{runs[f'optimised_{k}']['peak_rss_mb']:.0f} / {runs[f'baseline_{k}']['peak_rss_mb']:.0f} |")
+            lines.append(f"| prepare, {n} -> {n4} patients: time x, RSS growth | "
+                         f"x{r['optimised_time_ratio_4n_over_n']}, {r['optimised_rss_growth_mb']:+.0f} MiB | "
+                         f"x{r['baseline_time_ratio_4n_over_n']}, {r['baseline_rss_growth_mb']:+.0f} MiB | - | - |")
+        elif r.get("unit") == "s":
+            target = f" (target < {r['target_s']:g} s)" if "target_s" in r else ""
+            base = f"{r['baseline']:.1f}" if r.get("baseline") is not None else "-"
+            ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-"
+            peak = f"{rss.get('optimised', 0):.0f}" + (f" / {rss['baseline']:.0f}" if "baseline" in rss else "")
+            lines.append(f"| {name} (s){target} | {r['optimised']:.{1 if r['optimised'] >= 10 else 2}f} | {base} | "
+                         f"{ratio} | {peak} (largest process) |")
+        else:
             lines.append(f"| {name} ({r['unit']}) | {_fmt(r['optimised'])} | {_fmt(r['baseline'])} | "
                          f"{_fmt(r['ratio'])}x | {rss.get('optimised', 0):.0f} / {rss.get('baseline', 0):.0f} |")
-        else:
-            extra = f" (target < {r['target_s']} s)" if "target_s" in r else ""
-            base = f"{_fmt(r.get('baseline'), 1)} s" if r.get("baseline") is not None else "-"
-            ratio = f"{_fmt(r.get('ratio'))}x" if r.get("ratio") is not None else "-"
-            lines.append(f"| {name} (s){extra} | {_fmt(r['optimised'], 1)} s | {base} | {ratio} | "
-                         f"{r['peak_rss_mb'].get('optimised', 0):.0f} (largest process) |")
+            if "optimised_bf16" in r:
+                lines.append(f"| {name} + cpu_bf16 (opt-in) ({r['unit']}) | {_fmt(r['optimised_bf16'])} | "
+                             f"{_fmt(r['baseline'])} | {_fmt(r['ratio_bf16'])}x | "
+                             f"{rss.get('optimised_bf16', 0):.0f} / {rss.get('baseline', 0):.0f} |")
     return "\n".join(lines) + "\n"
 
 

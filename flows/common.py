@@ -5,16 +5,21 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
 import yaml
+from mlflow.tracking import MlflowClient
 
 from liversynth.config import Params
 
 PARAMS_PATH = Path(os.environ.get("LIVERSYNTH_PARAMS", "params.yaml"))
+# "<host>:<pid>" of the process running a stage's MLflow run, so a later start of the stage can tell
+# a run whose process was killed (-9 never ends its run) from one still going (parallel tune workers).
+OWNER_TAG = "liversynth.owner"
 
 
 def load_params() -> Params:
@@ -72,7 +77,36 @@ def lock_hash(path: str) -> str:
 
 def lineage_tags(params: Params, stage: str) -> dict[str, str]:
     return {"stage": stage, "git_commit": git_commit(), "data_dvc_md5": dvc_data_hash(),
-            "dataset": params.data.dataset}
+            "dataset": params.data.dataset, OWNER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's run: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_stale_runs(experiment_id: str, stage: str, keep: str | None = None) -> list[str]:
+    """Mark FAILED the RUNNING runs of `stage` whose process is gone, and their RUNNING children
+    (e.g. tuning trials); `keep` is a run about to be resumed. Returns the ids closed."""
+    client = MlflowClient()
+    running = client.search_runs([experiment_id], f"tags.stage = '{stage}' and attributes.status = 'RUNNING'",
+                                 max_results=1000)
+    stale = {r.info.run_id for r in running
+             if r.info.run_id != keep and OWNER_TAG in r.data.tags and not _owner_alive(r.data.tags[OWNER_TAG])}
+    stale |= {r.info.run_id for r in running
+              if r.info.run_id != keep and r.data.tags.get("mlflow.parentRunId") in stale}
+    for run_id in sorted(stale):
+        client.set_tag(run_id, "interrupted", "true")
+        client.set_terminated(run_id, "FAILED")
+    return sorted(stale)
 
 
 @contextlib.contextmanager
@@ -82,12 +116,13 @@ def stage_run(params: Params, stage: str, sections: tuple[str, ...] = (), resume
 
     With `resume_run_id` (an interrupted training), that run is reopened instead of starting a new one.
     """
-    setup_mlflow(params)
+    experiment_id = setup_mlflow(params)
     if resume_run_id:
         try:
             mlflow.get_run(resume_run_id)
         except mlflow.exceptions.MlflowException:
             resume_run_id = None
+    close_stale_runs(experiment_id, stage, keep=resume_run_id)
     with mlflow.start_run(run_id=resume_run_id, run_name=None if resume_run_id else stage,
                           tags={**lineage_tags(params, stage), **tags}) as run:
         for name in sections:

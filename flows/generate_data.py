@@ -7,17 +7,21 @@
 - any other dataset (nifti, dicom, chaos) is your own data, which must already be in raw_dir.
 
 A built-in dataset replaces the other built-in one; data it did not write is never overwritten
-without --force.
+without --force. With --check, nothing is written: every patient is read as the prepare stage will
+read it (all the checks, into a throw-away folder), so the Makefile can refuse broken data before
+`dvc commit` puts it in the DVC cache.
 """
 from __future__ import annotations
 
 import argparse
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from flows.common import load_params
 from liversynth.phantom import write_phantom
+from liversynth.prepare import prepare_dataset
 from liversynth.real_sample import SDIST_NAME, expected_sha256, holds_real_sample, write_real_sample
 
 DOWNLOADS = Path("data/downloads")
@@ -36,9 +40,18 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="regenerate even if data/raw holds other data")
     parser.add_argument("--sdist", type=Path, default=DOWNLOADS / SDIST_NAME,
                         help="the downloaded totalsegmentator sdist (real-sample only)")
+    parser.add_argument("--check", action="store_true", help="only read data/raw as prepare would")
     args = parser.parse_args()
     params = load_params()
     dataset, raw = params.data.dataset, Path(params.data.raw_dir)
+    if args.check:
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                splits = prepare_dataset(params, raw, Path(scratch) / "prepared")["splits"]
+            except ValueError as err:  # RawDataError and config errors: a message naming the file
+                raise SystemExit(f"refusing {raw}, nothing was versioned: {err}") from err
+        print(f"{raw}: {sum(len(v['patients']) for v in splits.values())} patients read without problems")
+        return
     filled = raw.exists() and any(raw.iterdir())
     if dataset == "phantom":
         if filled and not args.force and not holds_real_sample(raw):

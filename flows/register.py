@@ -18,6 +18,7 @@ from prefect import flow
 from flows.common import load_params, lock_hash, stage_run
 from flows.evaluate import METRICS
 from flows.prepare import PREPARED
+from flows.synthesize import SYNTHETIC
 from flows.train_essnet import GENERATOR
 from flows.train_unet import UNET_DIR
 from liversynth.atomic import write_json
@@ -65,7 +66,7 @@ def register_flow() -> dict:
             gain = paired_bootstrap(np.array([ours[p] - theirs[p] for p in shared]),
                                     params.evaluate.n_bootstrap, params.evaluate.ci, seed=params.seed)
         decision = gate(gain, cfg.margin)
-        tags = {**lineage, "synthetic_md5": lock_hash("data/synthetic"), "training_run_id": challenger["run_id"],
+        tags = {**lineage, "synthetic_md5": lock_hash(str(SYNTHETIC)), "training_run_id": challenger["run_id"],
                 "ratio": f"{challenger['ratio']:g}", "seed": str(challenger["seed"]),
                 "test_iou": f"{float(np.mean(list(ours.values()))):.6f}",
                 "val_iou": f"{challenger['val_iou']:.6f}",

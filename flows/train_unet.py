@@ -1,21 +1,28 @@
-"""Stage `train_unet`: U-Nets on real MRI only and on real + synthetic MRI at the tuned ratio, per seed.
+"""Stage `train_unet`: U-Nets per seed on real MRI only, real + EssNet-synthetic MRI at the tuned ratio,
+and (the ablation) real + plain-CycleGAN-synthetic MRI at the same ratio.
 
-Both arms share seeds, steps and augmentation, so their test scores can be compared patient by
+All arms share seeds, steps and augmentation, so their test scores can be compared patient by
 patient. Each model is its own MLflow run (tag kind=unet) with IoU/Dice curves on the validation split.
+
+Each arm/seed checkpoints under .checkpoints/unet/ (outside DVC's outputs, which DVC deletes before
+a rerun), so a killed stage continues on the next `dvc repro`: finished arms restore from their
+final checkpoint, the interrupted one resumes, and their MLflow runs are reopened. The checkpoints
+are deleted once the whole stage has succeeded.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
 from prefect import flow
 
-from flows.common import load_params, lock_hash, stage_run
+from flows.common import fingerprint, load_params, lock_hash, stage_run
 from flows.prepare import PREPARED
-from flows.synthesize import SYNTHETIC
+from flows.synthesize import SYNTHETIC, synthetic_dir
 from flows.tune_mix import TUNE_RESULT
 from liversynth.atomic import write_atomic_file, write_json
 from liversynth.segment import save_unet, train_unet
@@ -23,6 +30,22 @@ from liversynth.slices import SliceSet
 
 UNET_DIR = Path("models/unet")
 HISTORY = Path("reports/unet_history.csv")
+CHECKPOINTS = Path(".checkpoints/unet")
+STAGE_RUN_FILE = CHECKPOINTS / "train_unet.mlflow_run"
+
+
+def _saved_run(path: Path, key: str) -> str | None:
+    """The MLflow run id recorded for this same work (same key), if any: only that run is reopened,
+    so a rerun with other params or data starts a new run instead of mixing the two."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("run_id") if isinstance(record, dict) and record.get("key") == key else None
+
+
+def _save_run(path: Path, key: str, run_id: str) -> None:
+    write_atomic_file(path, json.dumps({"run_id": run_id, "key": key}))
 
 
 @flow(name="train_unet")
@@ -30,21 +53,37 @@ def train_unet_flow() -> list[dict]:
     params = load_params()
     ratio = float(json.loads(TUNE_RESULT.read_text())["best_ratio"])
     real, val = SliceSet.load(PREPARED / "mri_train"), SliceSet.load(PREPARED / "mri_val")
-    synthetic = SliceSet.load(SYNTHETIC)
-    arms = {"real_only": 0.0, "mix": ratio}
+    # The ablation arm mixes plain-CycleGAN synthetic MRI at the ratio tuned for EssNet's.
+    synthetic = {"essnet": SliceSet.load(SYNTHETIC), "cyclegan": SliceSet.load(synthetic_dir("cyclegan"))}
+    arms = {"real_only": (0.0, "essnet"), "mix": (ratio, "essnet"), "mix_cyclegan": (ratio, "cyclegan")}
     models, history = [], []
     UNET_DIR.mkdir(parents=True, exist_ok=True)
-    with stage_run(params, "train_unet", ("unet",), synthetic_md5=lock_hash("data/synthetic")) as parent:
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    synthetic_md5 = lock_hash(str(SYNTHETIC))
+    key = fingerprint(params.section("unet"), params.evaluate.seeds, ratio, synthetic_md5,
+                      lock_hash("data/prepared"))
+    resume_id = _saved_run(STAGE_RUN_FILE, key)
+    with stage_run(params, "train_unet", ("unet",), resume_run_id=resume_id,
+                   synthetic_md5=synthetic_md5) as parent:
+        _save_run(STAGE_RUN_FILE, key, parent.info.run_id)
         lineage = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
         for seed in params.evaluate.seeds:
-            for arm, r in arms.items():
-                with mlflow.start_run(run_name=f"unet-{arm}-seed{seed}", nested=True,
-                                      parent_run_id=parent.info.run_id,
+            for arm, (r, source) in arms.items():
+                checkpoint = CHECKPOINTS / f"{arm}-seed{seed}.pt"
+                run_file = checkpoint.with_suffix(".mlflow_run")
+                arm_key = fingerprint(key, parent.info.run_id, arm, seed)
+                arm_run = _saved_run(run_file, arm_key) if checkpoint.exists() else None
+                with mlflow.start_run(run_id=arm_run, run_name=None if arm_run else f"unet-{arm}-seed{seed}",
+                                      nested=True, parent_run_id=parent.info.run_id,
                                       tags={**lineage, "kind": "unet", "arm": arm}) as run:
-                    mlflow.log_params({"arm": arm, "ratio": r, "seed": seed,
+                    _save_run(run_file, arm_key, run.info.run_id)
+                    mlflow.log_params({"arm": arm, "ratio": r, "seed": seed, "synthetic_source": source,
                                        **{f"unet.{k}": v for k, v in params.section("unet").items()}})
-                    result = train_unet(real, synthetic, r, params.unet, seed=seed, val=val,
+                    result = train_unet(real, synthetic[source], r, params.unet, seed=seed, val=val,
+                                        checkpoint=checkpoint,
                                         on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
+                    if result.resumed_from:
+                        mlflow.set_tag("resumed_from_step", str(result.resumed_from))
                     mlflow.log_metrics({"val_iou": result.best_val_iou})
                     path = UNET_DIR / f"{arm}-seed{seed}.pt"
                     save_unet(result.model, path)
@@ -57,6 +96,8 @@ def train_unet_flow() -> list[dict]:
     writer.writeheader()
     writer.writerows(history)
     write_atomic_file(HISTORY, buf.getvalue())
+    # Finished: a later run must start fresh, not "resume" into other data or params.
+    shutil.rmtree(CHECKPOINTS, ignore_errors=True)
     return models
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 from prefect import flow, task
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from flows.common import fingerprint, load_params, setup_mlflow, stage_run
+from flows.common import fingerprint, lineage_tags, load_params, setup_mlflow, stage_run
 from flows.prepare import PREPARED
 from flows.synthesize import SYNTHETIC
 from liversynth.atomic import write_atomic_file, write_json
@@ -43,6 +44,7 @@ def study_name(params: Params) -> str:
 def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None,
                 threads: int | None = None) -> str:
     """Run queued trials of the shared study until none is left (or n_trials are done)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if threads:  # workers sharing one machine split its cores instead of oversubscribing them
         torch.set_num_threads(threads)
     params = load_params()
@@ -53,7 +55,8 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None,
 
     def objective(ratio: float, trial: optuna.Trial) -> float:
         with mlflow.start_run(run_name=f"trial-{trial.number}-ratio-{ratio:g}", nested=True,
-                              parent_run_id=parent_run_id, tags={"stage": "tune_mix", "kind": "unet", "arm": "trial"}):
+                              parent_run_id=parent_run_id,
+                              tags={**lineage_tags(params, "tune_mix"), "kind": "unet", "arm": "trial"}):
             mlflow.log_params({"ratio": ratio, "seed": params.tune.seed, "trial": trial.number})
             result = train_unet(real, synthetic, ratio, params.unet, seed=params.tune.seed, val=val,
                                 on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
@@ -74,10 +77,13 @@ def task_runner(workers: int) -> TaskRunner:
 
         if address := os.environ.get("LIVERSYNTH_DASK_ADDRESS"):
             return DaskTaskRunner(address=address)
+        # Dask's INFO chatter: off here and, through the environment, in the worker processes.
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         # One single-threaded Dask worker process per trial worker: U-Net training holds the GIL
         # often enough that threads would serialise it.
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
-                                              "processes": True, "dashboard_address": None})
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                              "dashboard_address": None, "silence_logs": logging.WARNING})
     if kind == "processes":
         return ProcessPoolTaskRunner(max_workers=workers)
     if kind == "threads":
@@ -88,6 +94,7 @@ def task_runner(workers: int) -> TaskRunner:
 @flow(name="tune_mix")
 def tune_mix_flow(workers: int = 1) -> dict:
     params = load_params()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with stage_run(params, "tune_mix", ("unet", "tune")) as run:
         limit = int(os.environ["LIVERSYNTH_TRIALS"]) if "LIVERSYNTH_TRIALS" in os.environ else None
         # Queue the grid here, once, before any worker starts (workers re-check it, harmlessly).

@@ -1,13 +1,19 @@
-"""Parallel tuning: worker processes sharing one journal study run every grid ratio exactly once."""
+"""Parallel tuning: worker processes sharing one study run every grid ratio exactly once.
+
+The journal-file storage is always tested; a PostgreSQL one too when LIVERSYNTH_TEST_POSTGRES_URL
+names a database (e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/optuna).
+"""
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import socket
 import time
+import uuid
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from liversynth.tuning import open_study, remaining_trials, run_study, trial_table
@@ -21,31 +27,37 @@ def _objective(ratio: float, trial: optuna.Trial) -> float:
     return -abs(ratio - 1.0)
 
 
-def _worker(storage: str, barrier) -> None:
+def _worker(storage: str, name: str, barrier) -> None:
     barrier.wait()  # both open (and enqueue) at the same moment: the worst case for duplicates
-    study = open_study(storage, "study", RATIOS, seed=0)
+    study = open_study(storage, name, RATIOS, seed=0)
     run_study(study, _objective)
 
 
-def _completed(storage: str) -> list[optuna.trial.FrozenTrial]:
-    study = open_study(storage, "study", RATIOS, seed=0)
+def _completed(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    study = open_study(storage, name, RATIOS, seed=0)
     return study.get_trials(states=(TrialState.COMPLETE,))
 
 
-def test_two_workers_complete_each_ratio_exactly_once(tmp_path: Path) -> None:
-    storage = str(tmp_path / "journal.log")
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_two_workers_complete_each_ratio_exactly_once(tmp_path: Path, backend: str) -> None:
+    if backend == "journal":
+        storage, name = str(tmp_path / "journal.log"), "study"
+    elif os.environ.get("LIVERSYNTH_TEST_POSTGRES_URL"):
+        storage, name = os.environ["LIVERSYNTH_TEST_POSTGRES_URL"], f"study-{uuid.uuid4().hex[:8]}"
+    else:
+        pytest.skip("set LIVERSYNTH_TEST_POSTGRES_URL to test a PostgreSQL storage")
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_worker, args=(storage, barrier)) for _ in range(2)]
+    procs = [ctx.Process(target=_worker, args=(storage, name, barrier)) for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    done = _completed(storage)
+    done = _completed(storage, name)
     assert sorted(t.params["ratio"] for t in done) == sorted(RATIOS)  # none lost, none twice
     assert len({t.user_attrs["pid"] for t in done}) == 2  # the work really was shared
-    study = open_study(storage, "study", RATIOS, seed=0)  # reopening queues nothing: all are done
+    study = open_study(storage, name, RATIOS, seed=0)  # reopening queues nothing: all are done
     assert not study.get_trials(states=(TrialState.WAITING, TrialState.RUNNING))
     assert remaining_trials(study) == 0
     assert [r["ratio"] for r in trial_table(study)] == sorted(RATIOS)
@@ -69,3 +81,21 @@ def test_completed_trials_are_reused(tmp_path: Path) -> None:
     run_study(open_study(storage, "study", (0.0, 1.0), seed=0), _objective)
     study = run_study(open_study(storage, "study", (0.0, 1.0), seed=0), _objective)
     assert len(study.trials) == 2
+
+
+def test_the_flow_picks_the_requested_engine(monkeypatch) -> None:
+    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.tune_mix import task_runner
+
+    for kind, cls in (("dask", DaskTaskRunner), ("processes", ProcessPoolTaskRunner),
+                      ("threads", ThreadPoolTaskRunner)):
+        monkeypatch.setenv("LIVERSYNTH_TASK_RUNNER", kind)
+        assert isinstance(task_runner(2), cls)
+    monkeypatch.setenv("LIVERSYNTH_TASK_RUNNER", "dask")
+    monkeypatch.setenv("LIVERSYNTH_DASK_ADDRESS", "tcp://scheduler:8786")
+    assert task_runner(2).address == "tcp://scheduler:8786"  # an existing cluster, many machines
+    monkeypatch.setenv("LIVERSYNTH_TASK_RUNNER", "spark")
+    with pytest.raises(ValueError):
+        task_runner(2)

@@ -84,6 +84,7 @@ class UNetConfig:
     batch_size: int = 16
     lr: float = 1e-3
     eval_every: int = 100
+    synthetic_anneal: float = 0.7  # synthetic share decays to 0 at this fraction of steps; 0 = constant
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,9 @@ def _read_header(path: Path) -> _Slice:
         raise RawDataError(f"{path}: not a DICOM file ({err})") from err
     except Exception as err:  # truncated or corrupt files surface as many exception types
         raise RawDataError(f"{path}: unreadable DICOM ({type(err).__name__}: {err})") from err
-    missing = [name for name in (*_GEOMETRY, "PixelData") if name not in ds]
+    if "PixelData" not in ds:  # pydicom stops quietly at a cut, so a short file reads as a partial one
+        raise RawDataError(f"{path}: DICOM has no pixel data (a truncated file, or not an image slice)")
+    missing = [name for name in _GEOMETRY if name not in ds]
     if missing:
         raise RawDataError(f"{path}: DICOM lacks {', '.join(missing)}, needed to place the slice in 3D")
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:

@@ -76,3 +76,19 @@ def gain_plot(per_patient_real: Sequence[float], per_patient_mix: Sequence[float
                  f"[{100 * gain['ci_low']:+.2f}, {100 * gain['ci_high']:+.2f}]")
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def arm_bars(per_patient_iou: dict[str, Sequence[float]], path: Path) -> Path:
+    """Mean test IoU per arm with per-patient points: real only, EssNet mix, CycleGAN mix."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = list(per_patient_iou)
+    for i, name in enumerate(names):
+        values = np.asarray(per_patient_iou[name])
+        ax.bar(i, values.mean(), color=["tab:gray", "tab:green", "tab:orange"][i % 3], alpha=0.6)
+        ax.plot(np.full(values.shape, i) + np.linspace(-0.2, 0.2, len(values)), values, "k.", alpha=0.7)
+    ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names])
+    low = min(min(v) for v in per_patient_iou.values())
+    ax.set(ylabel="test IoU (per patient, mean over seeds)", ylim=(max(0.0, low - 0.05), 1.0),
+           title="Test IoU by training data")
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)

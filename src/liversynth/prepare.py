@@ -121,26 +121,33 @@ def prepare_dataset(params: Params, raw_dir: Path, out_dir: Path) -> dict:
 
 
 def _merge_chunks(files: list[tuple[str, Path]], folder: Path, size: int) -> int:
-    """Concatenate per-patient chunks into memory-mapped split arrays, one chunk in memory at a time."""
+    """Concatenate per-patient chunks into split arrays, one chunk in memory at a time.
+
+    Written as a .npy header plus sequential appends rather than through a writable memory map:
+    a map's written pages stay in the process's RSS until the kernel drops them, which made peak
+    memory grow with the cohort (+51 MiB from 32 to 128 patients; flat now, see benchmarks).
+    """
     folder.mkdir(parents=True)
     counts = []
     for _, path in files:
         with np.load(path) as z:
             counts.append(len(z["labels"]))
     total = sum(counts)
-    images = np.lib.format.open_memmap(folder / "images.npy", "w+", np.float32, (total, 1, size, size))
-    labels = np.lib.format.open_memmap(folder / "labels.npy", "w+", np.uint8, (total, size, size))
     patients = np.empty(total, dtype="<U64")
-    start = 0
-    for (patient, path), n in zip(files, counts):
-        with np.load(path) as z:
-            images[start : start + n] = z["images"]
-            labels[start : start + n] = z["labels"]
-        patients[start : start + n] = patient
-        start += n
-    images.flush()
-    labels.flush()
-    del images, labels
+    with open(folder / "images.npy", "wb") as fi, open(folder / "labels.npy", "wb") as fl:
+        _npy_header(fi, np.float32, (total, 1, size, size))
+        _npy_header(fl, np.uint8, (total, size, size))
+        start = 0
+        for (patient, path), n in zip(files, counts):
+            with np.load(path) as z:
+                np.ascontiguousarray(z["images"], np.float32).tofile(fi)
+                np.ascontiguousarray(z["labels"], np.uint8).tofile(fl)
+            patients[start : start + n] = patient
+            start += n
     np.save(folder / "patients.npy", patients)
     return total
 
+
+def _npy_header(fh, dtype: type, shape: tuple[int, ...]) -> None:
+    np.lib.format.write_array_header_1_0(
+        fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})

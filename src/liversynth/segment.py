@@ -3,10 +3,24 @@
 The mixing ratio r means "r synthetic slices drawn per real slice": each training sample is synthetic
 with probability r / (1 + r). The number of steps is fixed, so every ratio gets the same compute and
 r = 0 is exactly the real-only baseline.
+
+With `synthetic_anneal` = a > 0 the synthetic share starts at r / (1 + r) and falls linearly to 0 at
+fraction a of training: the network first learns liver anatomy from many synthetic patients, then
+adapts to the real MRI appearance. Measured on the phantom, constant mixing lost to real-only on
+validation IoU while annealed mixing gained (see README).
+
+With a `checkpoint` path, training saves everything needed to continue exactly (weights, optimiser,
+schedule, sampling RNG, history, best weights so far) at every evaluation, atomically, and a rerun
+of the same training continues from there instead of starting over.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
+import json
 import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,7 +34,7 @@ from tqdm.auto import tqdm
 
 from liversynth.atomic import write_atomic_file
 from liversynth.config import UNetConfig
-from liversynth.device import autocast, pick_device
+from liversynth.device import autocast, pick_device, to_device
 from liversynth.metrics import segmentation_scores
 from liversynth.slices import SliceSet
 
@@ -35,6 +49,7 @@ class UNetResult:
     model: torch.nn.Module
     history: list[dict[str, float]] = field(default_factory=list)  # one row per eval point
     best_val_iou: float = float("nan")
+    resumed_from: int = 0  # the checkpoint step training continued from; 0 = from scratch
 
 
 class MixedSampler:
@@ -43,12 +58,18 @@ class MixedSampler:
     def __init__(self, real: SliceSet, synthetic: SliceSet | None, ratio: float, device: torch.device):
         # One copy into memory (arrays may be read-only memory maps); sampling is then pure tensor ops.
         self.real_x = torch.as_tensor(np.array(real.images, np.float32), device=device)
-        self.real_y = torch.as_tensor(np.array(real.labels), device=device).long()
+        # Labels stay uint8 (1/8 of int64's memory) and are widened per batch in sample().
+        self.real_y = torch.as_tensor(np.array(real.labels, np.uint8), device=device)
         use_syn = synthetic is not None and len(synthetic) > 0 and ratio > 0
-        self.p_syn = ratio / (1.0 + ratio) if use_syn else 0.0
+        self.p_start = self.p_syn = ratio / (1.0 + ratio) if use_syn else 0.0
         if use_syn:
             self.syn_x = torch.as_tensor(np.array(synthetic.images, np.float32), device=device)
-            self.syn_y = torch.as_tensor(np.array(synthetic.labels), device=device).long()
+            self.syn_y = torch.as_tensor(np.array(synthetic.labels, np.uint8), device=device)
+
+    def anneal(self, progress: float, until: float) -> None:
+        """Synthetic share at `progress` (0..1) of training: linear decay to 0 at `until` (0 = constant)."""
+        if until > 0:
+            self.p_syn = self.p_start * max(0.0, 1.0 - progress / until)
 
     def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         dev = self.real_x.device
@@ -59,7 +80,7 @@ class MixedSampler:
             sidx = torch.randint(len(self.syn_x), (batch_size,), generator=gen).to(dev)
             x = torch.where(pick[:, None, None, None], self.syn_x[sidx], x)
             y = torch.where(pick[:, None, None], self.syn_y[sidx], y)
-        return x, y
+        return x, y.long()
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +111,7 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64,
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = torch.as_tensor(np.array(images[start : start + batch_size], np.float32), device=device)
+        x = to_device(images[start : start + batch_size], device)
         with autocast(device):
             logits = model(x)
         out.append(logits.argmax(1).to(torch.uint8).cpu().numpy())
@@ -100,10 +121,13 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64,
 def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UNetConfig, *,
                seed: int, val: SliceSet | None = None, device: torch.device | None = None,
                on_eval: Callable[[int, dict[str, float]], None] | None = None,
-               progress: bool = True) -> UNetResult:
+               progress: bool = True, checkpoint: Path | None = None, cpu_bf16: bool = False) -> UNetResult:
     """Train one U-Net for cfg.steps steps; evaluate on `val` every cfg.eval_every steps.
 
     The weights returned are those with the best validation IoU (the last ones without `val`).
+    With `checkpoint`, state is saved there at every evaluation and a checkpoint of this same
+    training (same data, ratio, seed and config) is resumed; `on_eval` then sees only new steps.
+    `cpu_bf16` trains in bf16 autocast on CPU too (liversynth.device.autocast; ~2x with AMX).
     """
     device = device or pick_device()
     torch.manual_seed(seed)
@@ -115,11 +139,30 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr * 0.05)
     result = UNetResult(model)
     best_state, running = None, []
-    for step in tqdm(range(1, cfg.steps + 1), desc=f"unet r={ratio:g} s={seed}", disable=not progress,
-                     leave=False):
+    fp = unet_fingerprint(real, synthetic, ratio, cfg, seed, val) if checkpoint is not None else ""
+    state = _load_checkpoint(Path(checkpoint), fp, device) if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["rng"]["sampler"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        result.history, result.best_val_iou = list(state["history"]), float(state["best_val_iou"])
+        best_state, result.resumed_from = state["best_state"], int(state["step"])
+
+    def save(step: int) -> None:
+        _save_checkpoint(Path(checkpoint), {
+            "fingerprint": fp, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "history": result.history, "best_val_iou": result.best_val_iou,
+            "best_state": best_state, "rng": {"sampler": gen.get_state(), "torch": torch.get_rng_state()},
+        })
+
+    for step in tqdm(range(result.resumed_from + 1, cfg.steps + 1), initial=result.resumed_from,
+                     total=cfg.steps, desc=f"unet r={ratio:g} s={seed}", disable=not progress, leave=False):
         model.train()
+        sampler.anneal((step - 1) / cfg.steps, cfg.synthetic_anneal)
         x, y = augment(*sampler.sample(cfg.batch_size, gen), gen)
-        with autocast(device):
+        with autocast(device, cpu_bf16):  # cpu_bf16: see liversynth.device.autocast
             loss = loss_fn(model(x), y[:, None])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -138,10 +181,45 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
             result.history.append(row)
             if on_eval:
                 on_eval(step, row)
+            if checkpoint is not None:  # after on_eval: a kill in between repeats a log row, never loses one
+                save(step)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+def unet_fingerprint(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UNetConfig, seed: int,
+                     val: SliceSet | None) -> str:
+    """Identity of one training, for deciding whether a checkpoint may be resumed: config, ratio,
+    seed, shapes, and a few strided slices of each array (cheap even on memory maps), so other data
+    of the same shape never resumes someone else's run."""
+    digest = hashlib.sha256()
+    shapes = []
+    for part in (real, synthetic, val):
+        for arr in ((part.images, part.labels) if part is not None else ()):
+            digest.update(np.array(arr[:: max(1, len(arr) // 8)]).tobytes())
+            shapes.append(list(arr.shape))
+    payload = {"cfg": dataclasses.asdict(cfg), "ratio": float(ratio), "seed": seed, "shapes": shapes,
+               "sample": digest.hexdigest()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _load_checkpoint(path: Path, fp: str, device: torch.device) -> dict | None:
+    """The checkpoint if it belongs to this training, else None (a fresh start, not a crash)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return None
+    return state if isinstance(state, dict) and state.get("fingerprint") == fp else None
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_atomic_file(path, buf.getvalue())
 
 
 def save_unet(model: torch.nn.Module, path: Path) -> None:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from liversynth.models.essnet import EssNet
 from liversynth.slices import SliceSet
-from liversynth.device import autocast, pick_device
+from liversynth.device import autocast, pick_device, to_device
 
 # Prepared images put background at exactly -1; anything above this is treated as body.
 BODY_THRESHOLD = -0.99
@@ -24,8 +24,7 @@ _DATA_RANGE = 2.0  # images live in [-1, 1]
 
 def _batches(images: np.ndarray, batch_size: int, device: torch.device) -> Iterator[tuple[int, Tensor]]:
     for i in range(0, len(images), batch_size):
-        chunk = np.array(images[i : i + batch_size], np.float32)  # a writable copy of a memmap slice
-        yield i, torch.from_numpy(chunk).to(device)
+        yield i, to_device(images[i : i + batch_size], device)  # pinned + async on CUDA
 
 
 def _translate(generator: nn.Module, x: Tensor, device: torch.device) -> Tensor:

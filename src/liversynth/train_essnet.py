@@ -40,7 +40,8 @@ class TrainResult:
     resumed_from: int  # 0 when trained from scratch
 
 
-def fingerprint(cfg: EssNetConfig, seed: int, ct: SliceSet, mri_images: np.ndarray) -> str:
+def fingerprint(cfg: EssNetConfig, seed: int, ct: SliceSet, mri_images: np.ndarray,
+                cpu_bf16: bool = False) -> str:
     """Identity of a training run, for deciding whether a checkpoint may be resumed.
 
     Besides shapes, a few strided slices are hashed so that different data of equal shape does not
@@ -57,6 +58,8 @@ def fingerprint(cfg: EssNetConfig, seed: int, ct: SliceSet, mri_images: np.ndarr
         "mri": list(mri_images.shape),
         "sample": digest.hexdigest(),
     }
+    if cpu_bf16:  # another trajectory; only added when set, so existing fp32 checkpoints stay valid
+        payload["cpu_bf16"] = True
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -94,15 +97,17 @@ def train_essnet(
     device: torch.device | None = None,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     log_every: int = 10,
+    cpu_bf16: bool = False,
 ) -> TrainResult:
     """Train for cfg.steps steps, resuming from `checkpoint` when it holds an earlier state of this run.
 
     A checkpoint from a longer run (more steps than asked) is not reused: the result must be the
-    model after exactly cfg.steps steps.
+    model after exactly cfg.steps steps. `cpu_bf16` trains in bf16 autocast on CPU too (see
+    liversynth.device.autocast: about 2x faster on CPUs with AMX).
     """
     device = device or pick_device()
     checkpoint = Path(checkpoint)
-    fp = fingerprint(cfg, seed, ct, mri_images)
+    fp = fingerprint(cfg, seed, ct, mri_images, cpu_bf16)
     sampler = torch.Generator().manual_seed(seed)  # drives batch sampling and the image pools
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
         torch.manual_seed(seed)
@@ -129,7 +134,7 @@ def train_essnet(
     ct_lab = torch.as_tensor(np.array(ct.labels, np.uint8), device=device)
     mri_img = torch.as_tensor(np.array(mri_images, np.float32), device=device)
     discriminators = (model.d_mri, model.d_ct)
-    amp = autocast(device)
+    amp = autocast(device, cpu_bf16)
 
     def save(step: int) -> None:
         _save_checkpoint(
@@ -203,3 +208,16 @@ def load_generator(path: Path, cfg: EssNetConfig, device: torch.device | None = 
     generator = ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks)
     generator.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return generator.to(device or torch.device("cpu")).eval()
+
+
+def save_essnet(model: EssNet, path: Path) -> None:
+    """Write all EssNet weights (both generators, discriminators, segmenter), atomically."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    write_atomic_file(Path(path), buf.getvalue())
+
+
+def load_essnet(path: Path, cfg: EssNetConfig, device: torch.device | None = None) -> EssNet:
+    model = EssNet(cfg)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(device or torch.device("cpu")).eval()

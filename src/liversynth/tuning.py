@@ -14,10 +14,13 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import optuna
+import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import TrialState
@@ -33,7 +36,17 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
     marked failed after the grace period and its ratio is queued again.
     """
     if "://" in storage:
-        return RDBStorage(storage, heartbeat_interval=60, grace_period=300)
+        for attempt in range(3):
+            try:
+                with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(storage, heartbeat_interval=60, grace_period=300)
+            except sqlalchemy.exc.SQLAlchemyError:
+                # Workers meeting an empty database at once race to create its tables; the loser
+                # finds them made on a retry.
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     path = Path(storage)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
