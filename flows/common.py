@@ -14,6 +14,7 @@ import mlflow
 import yaml
 from mlflow.tracking import MlflowClient
 
+from liversynth.atomic import write_atomic_file
 from liversynth.config import Params
 
 PARAMS_PATH = Path(os.environ.get("LIVERSYNTH_PARAMS", "params.yaml"))
@@ -141,3 +142,17 @@ def fingerprint(*parts: Any) -> str:
         else:
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
     return h.hexdigest()[:12]
+
+
+def saved_run(path: Path, key: str) -> str | None:
+    """The MLflow run id recorded for this same work (same key), if any: only that run is reopened,
+    so a rerun with other params or data starts a new run instead of mixing the two."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("run_id") if isinstance(record, dict) and record.get("key") == key else None
+
+
+def save_run(path: Path, key: str, run_id: str) -> None:
+    write_atomic_file(path, json.dumps({"run_id": run_id, "key": key}))

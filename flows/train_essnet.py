@@ -18,7 +18,7 @@ import mlflow
 import numpy as np
 from prefect import flow
 
-from flows.common import load_params, stage_run
+from flows.common import fingerprint, load_params, lock_hash, save_run, saved_run, stage_run
 from flows.prepare import PREPARED
 from liversynth import plots
 from liversynth.atomic import write_atomic_file
@@ -60,10 +60,12 @@ def train_essnet_flow(variant: str = "essnet") -> dict:
     run_id_file = checkpoint.with_suffix(".mlflow_run")
     ct = SliceSet.load(PREPARED / "ct_train")
     mri = mri_for_translation()
-    resume_id = run_id_file.read_text().strip() if checkpoint.exists() and run_id_file.exists() else None
+    # Reopen the interrupted run only for this same work (same params and data), never another's.
+    key = fingerprint(dataclasses.asdict(cfg), params.seed, variant, lock_hash("data/prepared"))
+    resume_id = saved_run(run_id_file, key) if checkpoint.exists() else None
     with stage_run(params, "train_essnet", ("essnet",), resume_run_id=resume_id, variant=variant) as run:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic_file(run_id_file, run.info.run_id)
+        save_run(run_id_file, key, run.info.run_id)
         mlflow.log_params({"seed": params.seed, "n_ct_slices": len(ct), "n_mri_slices": len(mri),
                            "variant": variant, "effective_lambda_seg": cfg.lambda_seg})
         result = train_essnet(ct, mri, cfg, seed=params.seed, checkpoint=checkpoint,

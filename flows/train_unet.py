@@ -20,7 +20,7 @@ from pathlib import Path
 import mlflow
 from prefect import flow
 
-from flows.common import fingerprint, load_params, lock_hash, stage_run
+from flows.common import fingerprint, load_params, lock_hash, save_run, saved_run, stage_run
 from flows.prepare import PREPARED
 from flows.synthesize import SYNTHETIC, synthetic_dir
 from flows.tune_mix import TUNE_RESULT
@@ -32,20 +32,6 @@ UNET_DIR = Path("models/unet")
 HISTORY = Path("reports/unet_history.csv")
 CHECKPOINTS = Path(".checkpoints/unet")
 STAGE_RUN_FILE = CHECKPOINTS / "train_unet.mlflow_run"
-
-
-def _saved_run(path: Path, key: str) -> str | None:
-    """The MLflow run id recorded for this same work (same key), if any: only that run is reopened,
-    so a rerun with other params or data starts a new run instead of mixing the two."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record.get("run_id") if isinstance(record, dict) and record.get("key") == key else None
-
-
-def _save_run(path: Path, key: str, run_id: str) -> None:
-    write_atomic_file(path, json.dumps({"run_id": run_id, "key": key}))
 
 
 @flow(name="train_unet")
@@ -62,21 +48,21 @@ def train_unet_flow() -> list[dict]:
     synthetic_md5 = lock_hash(str(SYNTHETIC))
     key = fingerprint(params.section("unet"), params.evaluate.seeds, ratio, synthetic_md5,
                       lock_hash("data/prepared"))
-    resume_id = _saved_run(STAGE_RUN_FILE, key)
+    resume_id = saved_run(STAGE_RUN_FILE, key)
     with stage_run(params, "train_unet", ("unet",), resume_run_id=resume_id,
                    synthetic_md5=synthetic_md5) as parent:
-        _save_run(STAGE_RUN_FILE, key, parent.info.run_id)
+        save_run(STAGE_RUN_FILE, key, parent.info.run_id)
         lineage = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
         for seed in params.evaluate.seeds:
             for arm, (r, source) in arms.items():
                 checkpoint = CHECKPOINTS / f"{arm}-seed{seed}.pt"
                 run_file = checkpoint.with_suffix(".mlflow_run")
                 arm_key = fingerprint(key, parent.info.run_id, arm, seed)
-                arm_run = _saved_run(run_file, arm_key) if checkpoint.exists() else None
+                arm_run = saved_run(run_file, arm_key) if checkpoint.exists() else None
                 with mlflow.start_run(run_id=arm_run, run_name=None if arm_run else f"unet-{arm}-seed{seed}",
                                       nested=True, parent_run_id=parent.info.run_id,
                                       tags={**lineage, "kind": "unet", "arm": arm}) as run:
-                    _save_run(run_file, arm_key, run.info.run_id)
+                    save_run(run_file, arm_key, run.info.run_id)
                     mlflow.log_params({"arm": arm, "ratio": r, "seed": seed, "synthetic_source": source,
                                        **{f"unet.{k}": v for k, v in params.section("unet").items()}})
                     result = train_unet(real, synthetic[source], r, params.unet, seed=seed, val=val,
