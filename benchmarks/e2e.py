@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 NOOP_TARGET_S = 5.0
 _RSS_WRAPPER = (
     "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
@@ -21,12 +23,26 @@ _RSS_WRAPPER = (
 )
 
 
+def _stage_outputs(repo: Path) -> tuple[str, ...]:
+    """Every path a dvc.yaml stage writes (outs, metrics, plots): the copy starts without them."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    paths = []
+    for stage in stages.values():
+        stage = stage.get("do", stage)  # a foreach stage: templated paths, matched by prefix below
+        for key in ("outs", "metrics", "plots"):
+            paths += [next(iter(o)) if isinstance(o, dict) else o for o in stage.get(key, [])]
+    return tuple(p.split("${")[0] for p in paths)  # models/${item} -> models/
+
+
 def _copy_tree(repo: Path, dest: Path) -> None:
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=repo, capture_output=True, text=True, check=True).stdout.split("\0")
+    skip = ("benchmarks/results/", *_stage_outputs(repo))
     for rel in filter(None, files):
         src = repo / rel
-        if src.is_file() and not rel.startswith(("benchmarks/results/",)):
+        # A templated prefix (ends in / or _) matches as it is; a plain path, itself or its folder.
+        if src.is_file() and not any(rel == s or rel.startswith(s if s.endswith(("/", "_")) else s + "/")
+                                     for s in skip):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     for stale in ("dvc.lock", "data.dvc"):  # a first run, from nothing
