@@ -68,7 +68,7 @@ def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
     if proc.returncode != 0:
         log = cwd / ".prefect" / "server.log"
         server = log.read_text()[-2000:] if log.exists() else ""
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}\n"
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}\n"
                            f"Prefect server log:\n{server}")
     return seconds, int(proc.stderr.strip().splitlines()[-1]) / 1024
 
