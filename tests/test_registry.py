@@ -43,3 +43,22 @@ def test_champion_moves_only_behind_the_gate(mlflow_store):
     apply_decision(client, "seg", v3, better)
     assert alias_version(client, "seg", CHAMPION) == v3
     assert client.get_model_version("seg", v3).tags["gate.promote"] == "true"
+
+
+def test_cli_lineage_and_promote(mlflow_store, capsys):
+    from liversynth.cli import main
+
+    client = MlflowClient()
+    v1 = _register("seg")
+    apply_decision(client, "seg", v1, gate(None, 0.0), {"git_commit": "abc", "data_dvc_md5": "d1.dir"})
+    v2 = _register("seg")
+    apply_decision(client, "seg", v2, gate(paired_bootstrap(np.full(8, -0.02), 200, 0.95), 0.0))
+    assert main(["--tracking-uri", mlflow_store, "lineage", "seg@champion"]) == 0
+    out = capsys.readouterr().out
+    assert "abc" in out and "d1.dir" in out and "gate.promote" in out
+    assert main(["--tracking-uri", mlflow_store, "promote", "seg"]) == 1  # challenger failed its gate
+    assert "did not pass the gate" in capsys.readouterr().err
+    assert alias_version(client, "seg", CHAMPION) == v1
+    assert main(["--tracking-uri", mlflow_store, "promote", "seg", "--force"]) == 0
+    assert alias_version(client, "seg", CHAMPION) == v2
+    assert client.get_model_version("seg", v2).tags["gate.manual_override"] == "true"

@@ -58,3 +58,32 @@ def apply_decision(client: MlflowClient, name: str, version: str, decision: Gate
     client.set_registered_model_alias(name, CHALLENGER, version)
     if decision.promote:
         client.set_registered_model_alias(name, CHAMPION, version)
+
+
+LINEAGE_KEYS = ("git_commit", "data_dvc_md5", "synthetic_md5", "training_run_id", "dataset", "ratio", "seed",
+                "test_iou", "val_iou")
+
+
+def lineage(client: MlflowClient, name: str, alias: str) -> dict[str, str]:
+    """Where the model behind `name@alias` came from: code, data, params, the run that trained it, the gate."""
+    version = client.get_model_version_by_alias(name, alias)
+    tags = dict(version.tags)
+    out = {"model": f"{name}@{alias}", "version": str(version.version), "registering_run_id": str(version.run_id)}
+    out.update({k: tags[k] for k in LINEAGE_KEYS if k in tags})
+    out.update({k: v for k, v in sorted(tags.items()) if k.startswith(("params.", "gate."))})
+    return out
+
+
+def promote(client: MlflowClient, name: str, version: str | None = None, force: bool = False) -> str:
+    """Move `champion` to `version` (default: the challenger) if its gate passed, or when forced by a person."""
+    version = version or alias_version(client, name, CHALLENGER)
+    if version is None:
+        raise ValueError(f"{name}: no version given and no '{CHALLENGER}' alias")
+    passed = client.get_model_version(name, version).tags.get("gate.promote") == "true"
+    if not passed and not force:
+        reason = client.get_model_version(name, version).tags.get("gate.reason", "no gate decision recorded")
+        raise ValueError(f"{name} v{version} did not pass the gate ({reason}); use --force to override")
+    if not passed:
+        client.set_model_version_tag(name, version, "gate.manual_override", "true")
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return str(version)
