@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,5 @@ def test_changing_a_param_reruns_only_dependent_stages(pipeline_repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["unet"]["steps"] = 9
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    status = run(["dvc", "status"], repo, env).stdout
-    stale = {line.rstrip(":").strip() for line in status.splitlines() if line and not line.startswith(("\t", " "))}
-    assert stale == {"tune_mix", "train_unet", "evaluate", "register"}, status
+    out = run(["dvc", "repro"], repo, env).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", out)) == {"tune_mix", "train_unet", "evaluate", "register"}, out

@@ -108,7 +108,10 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64,
             device: torch.device | None = None) -> np.ndarray:
     """Binary liver masks (N, H, W) uint8 for images (N, 1, H, W)."""
     device = device or next(model.parameters()).device
-    model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:  # a torch.export program (MLflow's pt2 format) is inference-only already
+        pass
     out = []
     for start in range(0, len(images), batch_size):
         x = to_device(images[start : start + batch_size], device)
