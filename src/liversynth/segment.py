@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import math
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,6 +32,7 @@ from monai.networks.nets import UNet
 from tqdm.auto import tqdm
 
 from liversynth.atomic import write_atomic_file
+from liversynth.checkpoint import load_checkpoint, save_checkpoint
 from liversynth.config import UNetConfig
 from liversynth.device import autocast, pick_device, to_device
 from liversynth.metrics import segmentation_scores
@@ -143,7 +143,7 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
     result = UNetResult(model)
     best_state, running = None, []
     fp = unet_fingerprint(real, synthetic, ratio, cfg, seed, val) if checkpoint is not None else ""
-    state = _load_checkpoint(Path(checkpoint), fp, device) if checkpoint is not None else None
+    state = load_checkpoint(Path(checkpoint), fp, device) if checkpoint is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -154,7 +154,7 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
         best_state, result.resumed_from = state["best_state"], int(state["step"])
 
     def save(step: int) -> None:
-        _save_checkpoint(Path(checkpoint), {
+        save_checkpoint(Path(checkpoint), {
             "fingerprint": fp, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "history": result.history, "best_val_iou": result.best_val_iou,
             "best_state": best_state, "rng": {"sampler": gen.get_state(), "torch": torch.get_rng_state()},
@@ -206,23 +206,6 @@ def unet_fingerprint(real: SliceSet, synthetic: SliceSet | None, ratio: float, c
     payload = {"cfg": dataclasses.asdict(cfg), "ratio": float(ratio), "seed": seed, "shapes": shapes,
                "sample": digest.hexdigest()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _load_checkpoint(path: Path, fp: str, device: torch.device) -> dict | None:
-    """The checkpoint if it belongs to this training, else None (a fresh start, not a crash)."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
-        return None
-    return state if isinstance(state, dict) and state.get("fingerprint") == fp else None
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_atomic_file(path, buf.getvalue())
 
 
 def save_unet(model: torch.nn.Module, path: Path) -> None:

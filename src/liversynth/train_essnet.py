@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from liversynth.device import autocast, pick_device
+from liversynth.checkpoint import load_checkpoint, save_checkpoint
 from liversynth.config import EssNetConfig
 from liversynth.models.essnet import EssNet, ImagePool, make_optimizers
 from liversynth.models.generator import ResnetGenerator
@@ -68,25 +68,6 @@ def _set_requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
         module.requires_grad_(flag)
 
 
-def _load_checkpoint(path: Path, fp: str, device: torch.device) -> dict | None:
-    """The checkpoint's contents if it belongs to this run, else None (a fresh start, not a crash)."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
-        return None
-    if not isinstance(state, dict) or state.get("fingerprint") != fp:
-        return None
-    return state
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_atomic_file(path, buf.getvalue())
-
-
 def train_essnet(
     ct: SliceSet,
     mri_images: np.ndarray,
@@ -117,7 +98,7 @@ def train_essnet(
     pools = {"mri": ImagePool(cfg.pool_size, sampler), "ct": ImagePool(cfg.pool_size, sampler)}
 
     start, history = 0, []
-    state = _load_checkpoint(checkpoint, fp, device)
+    state = load_checkpoint(checkpoint, fp, device)
     resumed = state is not None and state["step"] <= cfg.steps
     if resumed:
         model.load_state_dict(state["model"])
@@ -137,7 +118,7 @@ def train_essnet(
     amp = autocast(device, cpu_bf16)
 
     def save(step: int) -> None:
-        _save_checkpoint(
+        save_checkpoint(
             checkpoint,
             {
                 "fingerprint": fp,
