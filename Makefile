@@ -82,6 +82,7 @@ run: data
 	@echo "MLflow UI: make ui    |    champion: see reports/registry.json"
 
 test: setup
+	mypy
 	python -m pytest -q tests
 
 ui: setup

@@ -23,10 +23,10 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler, 
 
 from liversynth.config import EssNetConfig, Params, UNetConfig
 from liversynth.models.essnet import EssNet, ImagePool, make_optimizers
-from liversynth.prepare import normalise, plan_splits, resize_slices
-from liversynth.raw import reader_for
-from liversynth.segment import build_unet
-from liversynth.slices import SPLITS, SliceSet
+from liversynth.data.prepare import normalise, plan_splits, resize_slices
+from liversynth.data.readers import reader_for
+from liversynth.training.unet import build_unet
+from liversynth.data.slice_set import SPLITS, SliceSet
 
 Tick = Callable[[int], None]  # called with the step number after each step
 CPU = torch.device("cpu")

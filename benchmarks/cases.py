@@ -17,12 +17,12 @@ import torch
 from benchmarks import baseline
 from benchmarks.measure import PeakRss
 from liversynth.config import Params
-from liversynth.device import pick_device
-from liversynth.prepare import prepare_dataset
-from liversynth.segment import train_unet
-from liversynth.slices import SliceSet
-from liversynth.synthesize import synthesize
-from liversynth.train_essnet import train_essnet
+from liversynth.runtime.device import pick_device
+from liversynth.data.prepare import prepare_dataset
+from liversynth.training.unet import train_unet
+from liversynth.data.slice_set import SliceSet
+from liversynth.synthesis.translate import synthesize
+from liversynth.training.essnet import train_essnet
 from liversynth.models.generator import ResnetGenerator
 
 

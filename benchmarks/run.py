@@ -64,8 +64,8 @@ def _child(args: list[str]) -> dict:
 
 
 def _make_data(work: Path) -> None:
-    from liversynth.phantom import write_phantom
-    from liversynth.prepare import prepare_dataset
+    from liversynth.data.phantom import write_phantom
+    from liversynth.data.prepare import prepare_dataset
 
     os.environ["TQDM_DISABLE"] = "1"
     params = _params()
@@ -80,7 +80,7 @@ def _scaling(work: Path) -> dict:
     the plain baseline does, shows in the RSS; the 4N cohort repeats the N cohort's files.
     """
     from liversynth.config import PhantomConfig, PrepareConfig
-    from liversynth.phantom import write_phantom
+    from liversynth.data.phantom import write_phantom
 
     base = _params()
     phantom = PhantomConfig(seed=0, n_ct=8, n_mri=8, size=96, slices=24, spacing_mm=4.0)

@@ -20,19 +20,11 @@ import tempfile
 from pathlib import Path
 
 from flows.common import load_params
-from liversynth.phantom import write_phantom
-from liversynth.prepare import prepare_dataset
-from liversynth.real_sample import SDIST_NAME, expected_sha256, holds_real_sample, write_real_sample
+from liversynth.paths import DOWNLOADS, REAL_SAMPLE_SHA256
+from liversynth.data.phantom import holds_phantom, write_phantom
+from liversynth.data.prepare import prepare_dataset
+from liversynth.data.real_sample import SDIST_NAME, expected_sha256, holds_real_sample, write_real_sample
 
-DOWNLOADS = Path("data/downloads")
-CHECKSUM = Path("data/real_sample.sha256")
-
-
-def holds_phantom(raw: Path) -> bool:
-    """Only ct/ctNNN and mri/mriNNN folders, as write_phantom names them."""
-    names = {p.name for p in raw.iterdir()}
-    return names <= {"ct", "mri"} and all(
-        re.fullmatch(rf"\.?{m}\d{{3,}}.*", p.name) for m in names for p in (raw / m).iterdir())
 
 
 def main() -> None:
@@ -61,7 +53,7 @@ def main() -> None:
         write_phantom(params.phantom, raw)
         print(f"wrote the procedural phantom (seed {params.phantom.seed}) to {raw}")
     elif dataset == "real-sample":
-        sha256 = expected_sha256(CHECKSUM)
+        sha256 = expected_sha256(REAL_SAMPLE_SHA256)
         if filled and holds_real_sample(raw) and sha256 in (raw / "SOURCE.md").read_text() and not args.force:
             print(f"{raw} already holds real-sample; keeping it (use --force to rewrite it)")
             return

@@ -9,99 +9,66 @@ a killed run picks up where it stopped on the next `dvc repro`, and its MLflow r
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import io
-from pathlib import Path
 
 import mlflow
 import numpy as np
 from prefect import flow
 
-from flows.common import fingerprint, load_params, lock_hash, save_run, saved_run, stage_run
-from flows.prepare import PREPARED
-from liversynth import plots
-from liversynth.atomic import write_atomic_file
-from liversynth.slices import SliceSet
-from liversynth.synthesize import synthesize
-from liversynth.train_essnet import save_essnet, save_generator, train_essnet
-
-VARIANTS = ("essnet", "cyclegan")
-
-
-def generator_path(variant: str = "essnet") -> Path:
-    return Path("models") / variant / "g_ct2mri.pt"
-
-
-def full_model_path(variant: str = "essnet") -> Path:
-    return Path("models") / variant / "essnet.pt"
-
-
-def variant_config(params, variant: str):
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
-    return params.essnet if variant == "essnet" else dataclasses.replace(params.essnet, lambda_seg=0.0)
-
-
-GENERATOR = generator_path("essnet")
-
-
-def mri_for_translation() -> np.ndarray:
-    """Unlabelled and labelled-train MRI images: EssNet never needs MRI labels (val/test stay unseen)."""
-    parts = [np.asarray(SliceSet.load(PREPARED / s).images) for s in ("mri_train", "mri_unlabelled")]
-    return np.concatenate([p for p in parts if len(p)])
+from flows.common import load_params
+from liversynth import paths
+from liversynth.data.slice_set import SliceSet, translation_mri
+from liversynth.evaluation import plots
+from liversynth.synthesis.translate import synthesize
+from liversynth.tracking.lineage import lock_hash
+from liversynth.tracking.runs import recorded_run, stage_run
+from liversynth.training.checkpoint import save_weights
+from liversynth.training.essnet import TrainResult, train_essnet, variant_config
+from liversynth.utils.files import write_csv
+from liversynth.utils.hashing import fingerprint
 
 
 @flow(name="train_essnet")
 def train_essnet_flow(variant: str = "essnet") -> dict:
     params = load_params()
-    cfg = variant_config(params, variant)
-    checkpoint = Path(".checkpoints") / f"{variant}.pt"
-    run_id_file = checkpoint.with_suffix(".mlflow_run")
-    ct = SliceSet.load(PREPARED / "ct_train")
-    mri = mri_for_translation()
+    cfg = variant_config(params.essnet, variant)
+    checkpoint = paths.essnet_checkpoint(variant)
+    ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
     # Reopen the interrupted run only for this same work (same params and data), never another's.
-    key = fingerprint(dataclasses.asdict(cfg), params.seed, variant, lock_hash("data/prepared"))
-    resume_id = saved_run(run_id_file, key) if checkpoint.exists() else None
-    with stage_run(params, "train_essnet", ("essnet",), resume_run_id=resume_id, variant=variant) as run:
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        save_run(run_id_file, key, run.info.run_id)
+    key = fingerprint(dataclasses.asdict(cfg), params.seed, variant, lock_hash(paths.PREPARED))
+    record = checkpoint.with_suffix(".mlflow_run")
+    with recorded_run(record, key, lambda run_id: stage_run(params, "train_essnet", ("essnet",), run_id,
+                                                            variant=variant), resume=checkpoint.exists()):
         mlflow.log_params({"seed": params.seed, "n_ct_slices": len(ct), "n_mri_slices": len(mri),
                            "variant": variant, "effective_lambda_seg": cfg.lambda_seg})
         result = train_essnet(ct, mri, cfg, seed=params.seed, checkpoint=checkpoint,
                               on_log=lambda step, row: mlflow.log_metrics(row, step=step))
         if result.resumed_from:
             mlflow.set_tag("resumed_from_step", str(result.resumed_from))
-        generator_path(variant).parent.mkdir(parents=True, exist_ok=True)
-        save_generator(result.model, generator_path(variant))
-        save_essnet(result.model, full_model_path(variant))
-        _write_history(result.history, Path("reports") / f"{variant}_history.csv")
-        preview = ct.select(np.arange(len(ct)) % max(1, len(ct) // 4) == 0)
-        fake = synthesize(result.model.g_ct2mri, preview, params.synthesize.batch_size)
-        grid = plots.image_grid({"CT": (preview.images, preview.labels),
-                                 "synthetic MRI": (fake.images, fake.labels),
-                                 "real MRI": (mri[:: max(1, len(mri) // 4)], None)},
-                                Path(f"reports/figures/{variant}_grid.png"))
-        loss = plots.curves({k: ([r["step"] for r in result.history], [r[k] for r in result.history])
-                             for k in ("g_adv", "cycle", "seg", "d")},
-                            Path(f"reports/figures/{variant}_losses.png"), f"{variant} losses")
-        mlflow.log_artifact(str(grid), "figures")
-        mlflow.log_artifact(str(loss), "figures")
+        save_weights(result.model.g_ct2mri, paths.generator_path(variant))
+        save_weights(result.model, paths.full_model_path(variant))
+        write_csv(paths.variant_history(variant), result.history)
+        for figure in _figures(result, ct, mri, params.synthesize.batch_size, variant):
+            mlflow.log_artifact(str(figure), "figures")
     # Finished cleanly: a later run must start fresh, not "resume" into different data.
     checkpoint.unlink(missing_ok=True)
-    run_id_file.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
     return {"steps": result.steps_done, "resumed_from": result.resumed_from}
 
 
-def _write_history(history: list[dict], path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[0]) if history else ["step"])
-    writer.writeheader()
-    writer.writerows(history)
-    write_atomic_file(path, buf.getvalue())
+def _figures(result: TrainResult, ct: SliceSet, mri: np.ndarray, batch_size: int, variant: str) -> list:
+    preview = ct.select(np.arange(len(ct)) % max(1, len(ct) // 4) == 0)
+    fake = synthesize(result.model.g_ct2mri, preview, batch_size)
+    grid = plots.image_grid({"CT": (preview.images, preview.labels),
+                             "synthetic MRI": (fake.images, fake.labels),
+                             "real MRI": (mri[:: max(1, len(mri) // 4)], None)}, paths.variant_grid(variant))
+    loss = plots.curves({k: ([r["step"] for r in result.history], [r[k] for r in result.history])
+                         for k in ("g_adv", "cycle", "seg", "d")},
+                        paths.variant_losses(variant), f"{variant} losses")
+    return [grid, loss]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--variant", choices=VARIANTS, default="essnet")
+    parser.add_argument("--variant", choices=paths.VARIANTS, default="essnet")
     train_essnet_flow(parser.parse_args().variant)

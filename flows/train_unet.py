@@ -11,77 +11,71 @@ are deleted once the whole stage has succeeded.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
-from pathlib import Path
 
 import mlflow
 from prefect import flow
 
-from flows.common import fingerprint, load_params, lock_hash, save_run, saved_run, stage_run
-from flows.prepare import PREPARED
-from flows.synthesize import SYNTHETIC, synthetic_dir
-from flows.tune_mix import TUNE_RESULT
-from liversynth.atomic import write_atomic_file, write_json
-from liversynth.segment import save_unet, train_unet
-from liversynth.slices import SliceSet
+from flows.common import load_params
+from liversynth import paths
+from liversynth.config import Params
+from liversynth.data.slice_set import SliceSet
+from liversynth.tracking.lineage import lock_hash
+from liversynth.tracking.runs import recorded_run, stage_run
+from liversynth.training.checkpoint import save_weights
+from liversynth.training.unet import train_unet, unet_arms
+from liversynth.utils.files import write_csv, write_json
+from liversynth.utils.hashing import fingerprint
 
-UNET_DIR = Path("models/unet")
-HISTORY = Path("reports/unet_history.csv")
-CHECKPOINTS = Path(".checkpoints/unet")
-STAGE_RUN_FILE = CHECKPOINTS / "train_unet.mlflow_run"
+CHECKPOINTS = paths.CHECKPOINTS / "unet"
+
+
+def _train_arm(params: Params, data: dict[str, SliceSet], arm: str, ratio: float, source: str, seed: int,
+               parent_id: str, key: str, lineage: dict[str, str]) -> tuple[dict, list[dict]]:
+    """One arm/seed as an MLflow run nested under the stage's, reopened if it was interrupted."""
+    checkpoint = CHECKPOINTS / f"{arm}-seed{seed}.pt"
+
+    def start(run_id: str | None):
+        return mlflow.start_run(run_id=run_id, run_name=None if run_id else f"unet-{arm}-seed{seed}",
+                                nested=True, parent_run_id=parent_id, tags={**lineage, "kind": "unet", "arm": arm})
+
+    with recorded_run(checkpoint.with_suffix(".mlflow_run"), fingerprint(key, parent_id, arm, seed), start,
+                      resume=checkpoint.exists()) as run:
+        mlflow.log_params({"arm": arm, "ratio": ratio, "seed": seed, "synthetic_source": source,
+                           **{f"unet.{k}": v for k, v in params.section("unet").items()}})
+        result = train_unet(data["real"], data[source], ratio, params.unet, seed=seed, val=data["val"],
+                            checkpoint=checkpoint, on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
+        if result.resumed_from:
+            mlflow.set_tag("resumed_from_step", str(result.resumed_from))
+        mlflow.log_metrics({"val_iou": result.best_val_iou})
+        path = paths.UNET_DIR / f"{arm}-seed{seed}.pt"
+        save_weights(result.model, path)
+        model = {"arm": arm, "seed": seed, "ratio": ratio, "path": str(path), "run_id": run.info.run_id,
+                 "val_iou": result.best_val_iou}
+        return model, [{"arm": arm, "seed": seed, **row} for row in result.history]
 
 
 @flow(name="train_unet")
 def train_unet_flow() -> list[dict]:
     params = load_params()
-    ratio = float(json.loads(TUNE_RESULT.read_text())["best_ratio"])
-    real, val = SliceSet.load(PREPARED / "mri_train"), SliceSet.load(PREPARED / "mri_val")
-    # The ablation arm mixes plain-CycleGAN synthetic MRI at the ratio tuned for EssNet's.
-    synthetic = {"essnet": SliceSet.load(SYNTHETIC), "cyclegan": SliceSet.load(synthetic_dir("cyclegan"))}
-    arms = {"real_only": (0.0, "essnet"), "mix": (ratio, "essnet"), "mix_cyclegan": (ratio, "cyclegan")}
+    ratio = float(json.loads(paths.TUNE_RESULT.read_text())["best_ratio"])
+    data = {"real": SliceSet.load(paths.PREPARED / "mri_train"), "val": SliceSet.load(paths.PREPARED / "mri_val"),
+            **{v: SliceSet.load(paths.synthetic_dir(v)) for v in paths.VARIANTS}}
     models, history = [], []
-    UNET_DIR.mkdir(parents=True, exist_ok=True)
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
-    synthetic_md5 = lock_hash(str(SYNTHETIC))
-    key = fingerprint(params.section("unet"), params.evaluate.seeds, ratio, synthetic_md5,
-                      lock_hash("data/prepared"))
-    resume_id = saved_run(STAGE_RUN_FILE, key)
-    with stage_run(params, "train_unet", ("unet",), resume_run_id=resume_id,
-                   synthetic_md5=synthetic_md5) as parent:
-        save_run(STAGE_RUN_FILE, key, parent.info.run_id)
+    synthetic_md5 = lock_hash(paths.synthetic_dir("essnet"))
+    key = fingerprint(params.section("unet"), params.evaluate.seeds, ratio, synthetic_md5, lock_hash(paths.PREPARED))
+    start = lambda run_id: stage_run(params, "train_unet", ("unet",), run_id, synthetic_md5=synthetic_md5)  # noqa: E731
+    with recorded_run(CHECKPOINTS / "train_unet.mlflow_run", key, start) as parent:
         lineage = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
         for seed in params.evaluate.seeds:
-            for arm, (r, source) in arms.items():
-                checkpoint = CHECKPOINTS / f"{arm}-seed{seed}.pt"
-                run_file = checkpoint.with_suffix(".mlflow_run")
-                arm_key = fingerprint(key, parent.info.run_id, arm, seed)
-                arm_run = saved_run(run_file, arm_key) if checkpoint.exists() else None
-                with mlflow.start_run(run_id=arm_run, run_name=None if arm_run else f"unet-{arm}-seed{seed}",
-                                      nested=True, parent_run_id=parent.info.run_id,
-                                      tags={**lineage, "kind": "unet", "arm": arm}) as run:
-                    save_run(run_file, arm_key, run.info.run_id)
-                    mlflow.log_params({"arm": arm, "ratio": r, "seed": seed, "synthetic_source": source,
-                                       **{f"unet.{k}": v for k, v in params.section("unet").items()}})
-                    result = train_unet(real, synthetic[source], r, params.unet, seed=seed, val=val,
-                                        checkpoint=checkpoint,
-                                        on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
-                    if result.resumed_from:
-                        mlflow.set_tag("resumed_from_step", str(result.resumed_from))
-                    mlflow.log_metrics({"val_iou": result.best_val_iou})
-                    path = UNET_DIR / f"{arm}-seed{seed}.pt"
-                    save_unet(result.model, path)
-                    models.append({"arm": arm, "seed": seed, "ratio": r, "path": str(path),
-                                   "run_id": run.info.run_id, "val_iou": result.best_val_iou})
-                    history += [{"arm": arm, "seed": seed, **row} for row in result.history]
-    write_json(UNET_DIR / "models.json", models)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["arm", "seed", "step", "train_loss", "val_iou", "val_dice"])
-    writer.writeheader()
-    writer.writerows(history)
-    write_atomic_file(HISTORY, buf.getvalue())
+            for arm, (r, source) in unet_arms(ratio).items():
+                model, rows = _train_arm(params, data, arm, r, source, seed, parent.info.run_id, key, lineage)
+                models.append(model)
+                history += rows
+    write_json(paths.UNET_MODELS, models)
+    write_csv(paths.UNET_HISTORY, history, ["arm", "seed", "step", "train_loss", "val_iou", "val_dice"])
     # Finished: a later run must start fresh, not "resume" into other data or params.
     shutil.rmtree(CHECKPOINTS, ignore_errors=True)
     return models

@@ -8,11 +8,8 @@ at LIVERSYNTH_DASK_ADDRESS whose workers may sit on many machines), `processes` 
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
-from pathlib import Path
 
 import mlflow
 import optuna
@@ -20,24 +17,24 @@ import torch
 from prefect import flow, task
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from flows.common import fingerprint, lineage_tags, load_params, setup_mlflow, stage_run
-from flows.prepare import PREPARED
-from flows.synthesize import SYNTHETIC
-from liversynth.atomic import write_atomic_file, write_json
+from flows.common import load_params
 from liversynth.config import Params
-from liversynth.segment import train_unet
-from liversynth.slices import SliceSet
-from liversynth.tuning import best_ratio, open_study, run_study, trial_table
+from liversynth.data.slice_set import SliceSet
+from liversynth.paths import PREPARED, TUNE_RESULT, TUNE_TRIALS, synthetic_dir
+from liversynth.tracking.runs import lineage_tags, setup_mlflow, stage_run
+from liversynth.training.mix_ratio_study import best_ratio, open_study, run_study, trial_table
+from liversynth.training.unet import train_unet
+from liversynth.utils.files import write_csv, write_json
+from liversynth.utils.hashing import fingerprint
 
-TUNE_RESULT = Path("reports/tune.json")
-TUNE_TRIALS = Path("reports/tune_trials.csv")
+SYNTHETIC = synthetic_dir("essnet")
 
 
 def study_name(params: Params) -> str:
     """Trials are only comparable for the same data, U-Net and grid: key the study on all three."""
     return "tune_mix-" + fingerprint(params.section("unet"), params.section("tune"), params.seed,
-                                     Path(SYNTHETIC / "images.npy"), Path(PREPARED / "mri_train/images.npy"),
-                                     Path(PREPARED / "mri_val/labels.npy"))
+                                     SYNTHETIC / "images.npy", PREPARED / "mri_train/images.npy",
+                                     PREPARED / "mri_val/labels.npy")
 
 
 @task
@@ -115,11 +112,7 @@ def tune_mix_flow(workers: int = 1) -> dict:
         mlflow.log_metrics({"best_ratio": result["best_ratio"], "best_val_iou": result["best_val_iou"]})
         mlflow.log_dict(result, "tune.json")
     write_json(TUNE_RESULT, result)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["ratio", "val_iou", "val_dice", "trial"], extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic_file(TUNE_TRIALS, buf.getvalue())
+    write_csv(TUNE_TRIALS, rows, ["ratio", "val_iou", "val_dice", "trial"])
     return result
 
 

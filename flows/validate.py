@@ -1,17 +1,14 @@
 """Stage `validate`: Great Expectations checks on the prepared slices; fails the pipeline on bad data."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import mlflow
 from prefect import flow
 
-from flows.common import load_params, stage_run
-from flows.prepare import PREPARED
-from liversynth.atomic import write_json
-from liversynth.validate import DataValidationError, validate_prepared
-
-REPORT = Path("reports/validation.json")
+from flows.common import load_params
+from liversynth.data.validation import DataValidationError, validate_prepared
+from liversynth.paths import PREPARED, VALIDATION
+from liversynth.tracking.runs import stage_run
+from liversynth.utils.files import write_json
 
 
 @flow(name="validate")
@@ -26,7 +23,7 @@ def validate_flow() -> dict:
             raise
         mlflow.log_metric("checks_passed", sum(c["success"] for c in report["checks"]))
         mlflow.log_dict(report, "validation.json")
-    write_json(REPORT, report)
+    write_json(VALIDATION, report)
     return report
 
 

@@ -15,7 +15,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 torch.set_num_threads(2)
 
-from liversynth.slices import SPLITS, SliceSet  # noqa: E402
+from liversynth.data.slice_set import SPLITS, SliceSet  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

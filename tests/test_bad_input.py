@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from liversynth.config import DataConfig, Params, PrepareConfig
-from liversynth.dicom_series import read_dicom_series
-from liversynth.prepare import prepare_dataset
-from liversynth.raw import RawDataError
+from liversynth.data.readers.dicom_series import read_dicom_series
+from liversynth.data.prepare import prepare_dataset
+from liversynth.data.readers import RawDataError
 from tests.conftest import REPO
 from tests.raw_data import blob_patient, write_nifti_dataset, write_series
 

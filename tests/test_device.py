@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from liversynth.config import EssNetConfig, UNetConfig
-from liversynth.device import autocast, to_device
-from liversynth.segment import train_unet
-from liversynth.train_essnet import fingerprint
+from liversynth.runtime.device import autocast, to_device
+from liversynth.training.unet import train_unet
+from liversynth.training.essnet import fingerprint
 from tests.conftest import blob_slices
 
 CPU = torch.device("cpu")

@@ -9,9 +9,11 @@ import torch
 
 from liversynth.config import EssNetConfig
 from liversynth.models import EssNet, ImagePool, PatchDiscriminator, ResnetGenerator
-from liversynth.slices import SliceSet
-from liversynth.synthesize import cycle_metrics, histogram_wasserstein, synthesize
-from liversynth.train_essnet import load_generator, save_generator, train_essnet
+from liversynth.data.slice_set import SliceSet
+from liversynth.synthesis.quality import cycle_metrics, histogram_wasserstein
+from liversynth.synthesis.translate import synthesize
+from liversynth.training.checkpoint import save_weights
+from liversynth.training.essnet import load_generator, train_essnet
 
 CPU = torch.device("cpu")
 TINY = EssNetConfig(
@@ -126,7 +128,7 @@ def test_synthesis_keeps_labels_patients_and_range(tmp_path: Path) -> None:
     ct, _ = _data()
     torch.manual_seed(0)
     generator = ResnetGenerator(ngf=4, n_blocks=1)
-    save_generator(generator, tmp_path / "g.pt")
+    save_weights(generator, tmp_path / "g.pt")
     loaded = load_generator(tmp_path / "g.pt", EssNetConfig(ngf=4, n_blocks=1))
     syn = synthesize(loaded, ct, batch_size=4, device=CPU)
     assert syn.images.shape == ct.images.shape and syn.images.dtype == np.float32

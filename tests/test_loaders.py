@@ -14,14 +14,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from liversynth.chaos import CHAOS_PARAMS, ChaosReader
+from liversynth.data.readers.chaos import CHAOS_PARAMS, ChaosReader
 from liversynth.config import DataConfig, Params, PrepareConfig
-from liversynth.dicom_series import read_dicom_series
-from liversynth.manifest import read_split_manifest
-from liversynth.prepare import prepare_dataset
-from liversynth.raw import RawDataError, Volume, read_patient, reader_for
-from liversynth.resample import to_common_grid
-from liversynth.slices import SliceSet
+from liversynth.data.readers.dicom_series import read_dicom_series
+from liversynth.data.split_manifest import read_split_manifest
+from liversynth.data.prepare import prepare_dataset
+from liversynth.data.readers import RawDataError, Volume, read_patient, reader_for
+from liversynth.data.resample import to_common_grid
+from liversynth.data.phantom import holds_phantom
+from liversynth.data.slice_set import SliceSet
 from tests.conftest import REPO
 from tests.raw_data import blob_patient, write_nifti_dataset, write_pair, write_png, write_series
 
@@ -170,7 +171,7 @@ SDIST = REPO / "data" / "downloads" / "totalsegmentator-2.18.0.tar.gz"
 @pytest.mark.skipif(not SDIST.exists(), reason=f"{SDIST.relative_to(REPO)} not fetched (make data "
                     f"DATASET=real-sample); tests never download")
 def test_real_sample_conversion_reads_real_ct_dicom_and_mri(tmp_path):
-    from liversynth.real_sample import MRI_SLABS, expected_sha256, holds_real_sample, write_real_sample
+    from liversynth.data.real_sample import MRI_SLABS, expected_sha256, holds_real_sample, write_real_sample
 
     raw = tmp_path / "raw"
     write_real_sample(SDIST, expected_sha256(REPO / "data" / "real_sample.sha256"), raw)
@@ -201,7 +202,7 @@ def test_data_step_swaps_builtin_datasets_but_never_your_data(tmp_path, monkeypa
     import yaml
 
     from flows import generate_data
-    from liversynth.real_sample import RealSampleError
+    from liversynth.data.real_sample import RealSampleError
 
     params = yaml.safe_load((REPO / "tests" / "tiny_params.yaml").read_text())
     params["phantom"].update(n_ct=1, n_mri=1, size=16, slices=2)
@@ -213,7 +214,7 @@ def test_data_step_swaps_builtin_datasets_but_never_your_data(tmp_path, monkeypa
     (raw / "SOURCE.md").write_text("# real-sample\n")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     generate_data.main()  # real-sample in data/raw, phantom asked: replaced
-    assert sorted(p.name for p in raw.iterdir()) == ["ct", "mri"] and generate_data.holds_phantom(raw)
+    assert sorted(p.name for p in raw.iterdir()) == ["ct", "mri"] and holds_phantom(raw)
 
     params["data"]["dataset"] = "real-sample"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from liversynth.metrics import paired_bootstrap, segmentation_scores
+from liversynth.evaluation.metrics import paired_bootstrap, segmentation_scores
 
 
 def test_scores_known_overlap():

@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from liversynth.tuning import open_study, remaining_trials, run_study, trial_table
+from liversynth.training.mix_ratio_study import open_study, remaining_trials, run_study, trial_table
 
 RATIOS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0)
 

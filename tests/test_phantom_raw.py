@@ -11,10 +11,10 @@ import pytest
 from scipy.ndimage import binary_erosion
 
 from liversynth.config import PhantomConfig
-from liversynth.phantom import (
+from liversynth.data.phantom import (
     Tissue, draw_anatomy, make_patient, patient_rng, render_ct, render_mri, write_phantom,
 )
-from liversynth.raw import RawDataError, list_patients, read_patient, reader_for
+from liversynth.data.readers import RawDataError, list_patients, read_patient, reader_for
 
 SMALL = PhantomConfig(seed=3, n_ct=2, n_mri=2, size=64, slices=16)
 

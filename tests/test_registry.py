@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
 
-from liversynth.metrics import paired_bootstrap
-from liversynth.registry import CHALLENGER, CHAMPION, alias_version, apply_decision, gate
+from liversynth.evaluation.metrics import paired_bootstrap
+from liversynth.tracking.registry import CHALLENGER, CHAMPION, alias_version, apply_decision, gate
 
 
 def _register(name: str) -> str:

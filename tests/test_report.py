@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from liversynth import plots, report
+from liversynth.evaluation import plots, report
 
 GAIN = {"mean": 0.021, "ci_low": 0.004, "ci_high": 0.038, "p_gain_positive": 0.99, "n": 8}
 ARM = {"iou": 0.7, "dice": 0.8, "iou_pooled": 0.71, "dice_pooled": 0.81, "iou_slice": 0.6, "dice_slice": 0.7,

@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from liversynth.config import UNetConfig
-from liversynth.segment import train_unet
+from liversynth.training.unet import train_unet
 from tests.conftest import REPO, blob_slices
 
 TINY = UNetConfig(channels=(4, 8), strides=(2,), num_res_units=0, steps=12, batch_size=2, lr=1e-3, eval_every=3)
@@ -38,7 +38,7 @@ def train_job(which: str, checkpoint: Path, pause_s: float = 0.0) -> tuple[int, 
                        checkpoint=checkpoint, on_eval=pause, progress=False)
         return r.resumed_from, r.history[-1]["step"]
     from liversynth.config import EssNetConfig
-    from liversynth.train_essnet import train_essnet
+    from liversynth.training.essnet import train_essnet
 
     cfg = EssNetConfig(steps=12, batch_size=1, ngf=4, n_blocks=1, ndf=4, seg_channels=(4, 8), pool_size=2,
                        checkpoint_every=3)
@@ -126,9 +126,7 @@ def test_resumed_unet_equals_uninterrupted(tmp_path):
 
 def _write_stage_inputs(root: Path) -> None:
     """What the train_unet stage reads: prepared MRI splits, synthetic slices, the tuned ratio, params."""
-    from flows.prepare import PREPARED
-    from flows.synthesize import synthetic_dir
-    from flows.tune_mix import TUNE_RESULT
+    from liversynth.paths import PREPARED, TUNE_RESULT, synthetic_dir
 
     blob_slices(8, size=16, prefix="t").save(root / PREPARED / "mri_train")
     blob_slices(4, size=16, seed=1, prefix="v").save(root / PREPARED / "mri_val")
@@ -196,7 +194,7 @@ def test_stale_running_runs_are_marked_failed_live_ones_kept(tmp_path, mlflow_st
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from flows.common import OWNER_TAG, close_stale_runs
+    from liversynth.tracking.runs import OWNER_TAG, close_stale_runs
 
     client = MlflowClient(mlflow_store)
     experiment = mlflow.get_experiment_by_name("test").experiment_id

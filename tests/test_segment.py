@@ -2,7 +2,9 @@ import numpy as np
 import torch
 
 from liversynth.config import UNetConfig
-from liversynth.segment import MixedSampler, augment, load_unet, predict, save_unet, train_unet
+from liversynth.inference.predict import predict
+from liversynth.training.checkpoint import save_weights
+from liversynth.training.unet import MixedSampler, augment, load_unet, train_unet
 from tests.conftest import blob_slices
 
 TINY = UNetConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, steps=60, batch_size=8,
@@ -33,6 +35,6 @@ def test_training_learns_and_round_trips(tmp_path):
     result = train_unet(data, None, 0.0, TINY, seed=0, val=val, progress=False)
     assert result.best_val_iou > 0.5, result.history
     assert [r["step"] for r in result.history] == [30, 60]
-    save_unet(result.model, tmp_path / "m.pt")
+    save_weights(result.model, tmp_path / "m.pt")
     again = load_unet(tmp_path / "m.pt", TINY, torch.device("cpu"))
     np.testing.assert_array_equal(predict(again, val.images), predict(result.model, val.images))

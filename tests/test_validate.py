@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from liversynth.config import Params, PrepareConfig, ValidateConfig
-from liversynth.slices import SliceSet
-from liversynth.validate import DataValidationError, validate_prepared
+from liversynth.data.slice_set import SliceSet
+from liversynth.data.validation import DataValidationError, validate_prepared
 
 PARAMS = Params(prepare=PrepareConfig(image_size=32),
                 validate=ValidateConfig(min_slices={"ct_train": 8}, min_liver_fraction=0.5))

@@ -1,7 +1,7 @@
 """`liversynth lineage <model>@<alias>` and `liversynth promote <model>`: the registry from a shell.
 
 The only command-line entry point of the package, kept to argument parsing; the logic lives in
-liversynth.registry.
+liversynth.tracking.registry.
 """
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from liversynth.config import Params
-from liversynth.registry import lineage, promote
+from liversynth.tracking.registry import lineage, promote
+
+__all__ = ["main"]
 
 
 def _client(uri: str | None) -> MlflowClient:

@@ -10,6 +10,11 @@ from typing import Any
 
 import yaml
 
+__all__ = [
+    "DataConfig", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
+    "PrepareConfig", "RegisterConfig", "SynthesizeConfig", "TuneConfig", "UNetConfig", "ValidateConfig"
+]
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -157,7 +162,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     origin = typing.get_origin(hint)
     if origin is tuple:

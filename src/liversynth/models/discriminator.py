@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+__all__ = ["PatchDiscriminator"]
+
 
 class PatchDiscriminator(nn.Module):
     """Maps an image to a map of real/fake scores, one per overlapping patch.

@@ -19,6 +19,8 @@ from liversynth.config import EssNetConfig
 from liversynth.models.discriminator import PatchDiscriminator
 from liversynth.models.generator import ResnetGenerator
 
+__all__ = ["EssNet", "GeneratorLosses", "ImagePool", "make_optimizers"]
+
 
 class ImagePool:
     """CycleGAN's history of generated images (Shrivastava et al. 2017).

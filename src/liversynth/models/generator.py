@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+__all__ = ["ResidualBlock", "ResnetGenerator"]
+
 
 class ResidualBlock(nn.Module):
     def __init__(self, ch: int) -> None:

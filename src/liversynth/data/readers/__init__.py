@@ -1,0 +1,42 @@
+"""Raw scan readers: one base module, one module per on-disk layout, one registry that picks them."""
+from liversynth.data.readers.base import (
+    AFFINE_ATOL_MM,
+    MODALITIES,
+    LabelSpec,
+    RawDataError,
+    Reader,
+    Volume,
+    assemble_volume,
+    canonical_affine,
+    check_label_values,
+    check_modality,
+    display_spacing,
+    label_mask,
+    label_range,
+    require_liver,
+    to_display,
+)
+from liversynth.data.readers.registry import DATASETS, FOLDER_DATASETS, list_patients, read_patient, reader_for
+
+__all__ = [
+    "AFFINE_ATOL_MM",
+    "DATASETS",
+    "FOLDER_DATASETS",
+    "LabelSpec",
+    "MODALITIES",
+    "RawDataError",
+    "Reader",
+    "Volume",
+    "assemble_volume",
+    "canonical_affine",
+    "check_label_values",
+    "check_modality",
+    "display_spacing",
+    "label_mask",
+    "label_range",
+    "list_patients",
+    "read_patient",
+    "reader_for",
+    "require_liver",
+    "to_display",
+]

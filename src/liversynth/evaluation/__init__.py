@@ -1,0 +1,1 @@
+"""Evaluation: segmentation scores, paired intervals, arm comparisons, the report and its figures."""

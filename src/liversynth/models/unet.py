@@ -1,0 +1,14 @@
+"""The MONAI U-Net liver segmenter, built from `unet:` in params.yaml."""
+from __future__ import annotations
+
+from monai.networks.nets import UNet
+
+from liversynth.config import UNetConfig
+
+__all__ = ["build_unet"]
+
+
+def build_unet(cfg: UNetConfig) -> UNet:
+    """2D U-Net, 1 input channel, 2 output classes (background, liver)."""
+    return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=cfg.channels,
+                strides=cfg.strides, num_res_units=cfg.num_res_units)

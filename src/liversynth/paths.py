@@ -1,0 +1,75 @@
+"""Every pipeline artifact's path, in one place (nnU-Net's `paths.py`), relative to the repository root.
+
+Flows import these instead of each other; `tests/test_dag.py` checks them against the outs of
+dvc.yaml, so a renamed output cannot drift from the DAG.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "CHECKPOINTS", "DATA_DVC", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
+    "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
+    "UNET_DIR", "UNET_HISTORY", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
+    "full_model_path", "generator_path", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
+    "variant_grid", "variant_history", "variant_losses", "EVALUATE_FIGURES",
+]
+
+VARIANTS = ("essnet", "cyclegan")  # the method and its ablation (EssNet without the segmenter loss)
+
+RAW = Path("data/raw")
+DATA_DVC = Path("data.dvc")
+DOWNLOADS = Path("data/downloads")
+REAL_SAMPLE_SHA256 = Path("data/real_sample.sha256")
+PREPARED = Path("data/prepared")
+REPORTS = Path("reports")
+FIGURES = REPORTS / "figures"
+VALIDATION = REPORTS / "validation.json"
+TUNE_RESULT = REPORTS / "tune.json"
+TUNE_TRIALS = REPORTS / "tune_trials.csv"
+UNET_DIR = Path("models/unet")
+UNET_MODELS = UNET_DIR / "models.json"
+UNET_HISTORY = REPORTS / "unet_history.csv"
+METRICS = Path("metrics.json")
+REPORT = REPORTS / "report.html"
+PER_PATIENT = REPORTS / "per_patient.csv"
+REGISTRY_REPORT = REPORTS / "registry.json"
+EVALUATE_FIGURES = {name: FIGURES / f"{name}.png" for name in ("iou_vs_ratio", "gain", "unet_val_iou", "arms")}
+# Training state outside DVC's outputs (DVC deletes outputs before a stage reruns).
+CHECKPOINTS = Path(".checkpoints")
+
+
+def generator_path(variant: str) -> Path:
+    return Path("models") / variant / "g_ct2mri.pt"
+
+
+def full_model_path(variant: str) -> Path:
+    return Path("models") / variant / "essnet.pt"
+
+
+def variant_grid(variant: str) -> Path:
+    return FIGURES / f"{variant}_grid.png"
+
+
+def variant_losses(variant: str) -> Path:
+    return FIGURES / f"{variant}_losses.png"
+
+
+def variant_history(variant: str) -> Path:
+    return REPORTS / f"{variant}_history.csv"
+
+
+def essnet_checkpoint(variant: str) -> Path:
+    return CHECKPOINTS / f"{variant}.pt"
+
+
+def synthetic_dir(variant: str) -> Path:
+    return Path("data/synthetic") / variant
+
+
+def synthesis_metrics_path(variant: str) -> Path:
+    return REPORTS / f"synthesis_metrics_{variant}.json"
+
+
+def synthesis_grid(variant: str) -> Path:
+    return FIGURES / f"synthesis_grid_{variant}.png"

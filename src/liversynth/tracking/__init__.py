@@ -1,0 +1,1 @@
+"""Tracking: MLflow runs per stage, lineage tags, the model registry and its promotion gate."""

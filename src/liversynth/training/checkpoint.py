@@ -1,0 +1,61 @@
+"""Training state on disk: checkpoints and weights, written atomically, read with `weights_only=True`."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from liversynth.utils.files import write_atomic_file
+from liversynth.utils.hashing import array_sample_digest
+
+__all__ = ["load_checkpoint", "load_weights", "save_checkpoint", "save_weights", "training_fingerprint"]
+
+
+def training_fingerprint(config: dict[str, Any], seed: int, arrays: Iterable[np.ndarray], **extra: Any) -> str:
+    """Identity of one training, for deciding whether a checkpoint may be resumed: its config, seed,
+    the shapes of its data and a few strided rows of each array (cheap even on memory maps), so other
+    data of the same shape never resumes someone else's run."""
+    sample, shapes = array_sample_digest(arrays)
+    payload = {"cfg": config, "seed": seed, "shapes": shapes, "sample": sample, **extra}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint's contents if it belongs to this training, else None (a fresh start, not a crash)."""
+    if not Path(path).exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return None
+    return state if isinstance(state, dict) and state.get("fingerprint") == fingerprint else None
+
+
+def _save(path: Path, obj: Any) -> None:
+    """torch.save into memory, then one durable atomic write: a kill never leaves half a file."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic_file(Path(path), buf.getvalue())
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    _save(path, state)
+
+
+def save_weights(module: nn.Module, path: Path) -> None:
+    """A module's weights as a CPU state_dict (the only weights format liversynth writes)."""
+    _save(path, {k: v.detach().cpu() for k, v in module.state_dict().items()})
+
+
+def load_weights(module: nn.Module, path: Path, device: torch.device | None = None) -> nn.Module:
+    """Load `save_weights` output into `module` (never unpickles code), move it to `device`, eval mode."""
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return module.to(device or torch.device("cpu")).eval()

@@ -1,0 +1,178 @@
+"""Train EssNet on unpaired CT slices (with liver labels) and MRI slices, resumably.
+
+Everything the run needs to continue exactly - weights, both optimisers, image pools, the sampling
+RNG and the loss history - goes into one checkpoint, written atomically, so a run killed at any
+point and started again picks up from the last checkpoint instead of from scratch.
+
+Variant `essnet` is the method; `cyclegan` is its ablation, the same networks and schedule with the
+segmentation loss off (lambda_seg = 0), i.e. a plain CycleGAN.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from liversynth.config import EssNetConfig
+from liversynth.data.slice_set import SliceSet
+from liversynth.models.essnet import EssNet, ImagePool, make_optimizers
+from liversynth.models.generator import ResnetGenerator
+from liversynth.paths import VARIANTS
+from liversynth.runtime.device import autocast, pick_device
+from liversynth.training.checkpoint import load_weights, training_fingerprint
+from liversynth.training.loop import LoopPlan, restore, run_loop, save_state
+
+__all__ = ["LOSS_KEYS", "TrainResult", "fingerprint", "load_essnet", "load_generator", "train_essnet",
+           "variant_config"]
+
+LOSS_KEYS = ("g_adv", "cycle", "seg", "d", "total")
+# Changing these does not change the trajectory up to a given step, so a checkpoint stays valid
+# across them: that is what lets a longer run continue a shorter one.
+_RESUMABLE_KEYS = ("steps", "checkpoint_every")
+
+
+@dataclass
+class TrainResult:
+    model: EssNet  # in eval mode
+    history: list[dict[str, float]]  # {"step", *LOSS_KEYS}, losses averaged since the previous entry
+    steps_done: int
+    resumed_from: int  # 0 when trained from scratch
+
+
+def variant_config(cfg: EssNetConfig, variant: str) -> EssNetConfig:
+    """The EssNet config of a variant: as given for `essnet`, segmentation loss off for `cyclegan`."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    return cfg if variant == "essnet" else dataclasses.replace(cfg, lambda_seg=0.0)
+
+
+def fingerprint(cfg: EssNetConfig, seed: int, ct: SliceSet, mri_images: np.ndarray,
+                cpu_bf16: bool = False) -> str:
+    """Identity of a training run, for deciding whether a checkpoint may be resumed."""
+    params = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUMABLE_KEYS}
+    # bf16 is another trajectory; only added when set, so existing fp32 checkpoints stay valid.
+    extra = {"cpu_bf16": True} if cpu_bf16 else {}
+    return training_fingerprint(params, seed, (ct.images, ct.labels, mri_images), **extra)
+
+
+def _set_requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
+    for module in modules:
+        module.requires_grad_(flag)
+
+
+class _EssNetStepper:
+    """The state one EssNet training carries from step to step, and one step of it."""
+
+    def __init__(self, ct: SliceSet, mri_images: np.ndarray, cfg: EssNetConfig, seed: int,
+                 device: torch.device, cpu_bf16: bool):
+        self.cfg, self.device = cfg, device
+        self.sampler = torch.Generator().manual_seed(seed)  # drives batch sampling and the image pools
+        with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+            torch.manual_seed(seed)
+            self.model = EssNet(cfg)
+        self.model.to(device)
+        self.opt_g, self.opt_d = make_optimizers(self.model, cfg)
+        self.pools = {"mri": ImagePool(cfg.pool_size, self.sampler), "ct": ImagePool(cfg.pool_size, self.sampler)}
+        # Converted once: per-step indexing of device tensors beats re-reading the memory map.
+        self.ct_img = torch.as_tensor(np.array(ct.images, np.float32), device=device)
+        self.ct_lab = torch.as_tensor(np.array(ct.labels, np.uint8), device=device)
+        self.mri_img = torch.as_tensor(np.array(mri_images, np.float32), device=device)
+        self.amp = autocast(device, cpu_bf16)
+        self.sums = torch.zeros(len(LOSS_KEYS), device=device)
+        self.n_window = 0
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "pools": {n: p.state_dict() for n, p in self.pools.items()},
+                "rng": {"sampler": self.sampler.get_state()}}
+
+    def load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        for name, pool in self.pools.items():
+            pool.load_state_dict(state["pools"][name], self.device)
+        self.sampler.set_state(state["rng"]["sampler"].cpu())
+
+    def step(self, _: int) -> None:
+        cfg, model, dev = self.cfg, self.model, self.device
+        ci = torch.randint(len(self.ct_img), (cfg.batch_size,), generator=self.sampler).to(dev)
+        mi = torch.randint(len(self.mri_img), (cfg.batch_size,), generator=self.sampler).to(dev)
+        real_ct, label, real_mri = self.ct_img[ci], self.ct_lab[ci], self.mri_img[mi]
+        discriminators = (model.d_mri, model.d_ct)
+        # Generator + segmenter step; discriminators frozen so no gradients are spent on them.
+        _set_requires_grad(discriminators, False)
+        with self.amp:
+            g = model.generator_losses(real_ct, label, real_mri)
+        self.opt_g.zero_grad(set_to_none=True)
+        g.total.backward()
+        self.opt_g.step()
+        _set_requires_grad(discriminators, True)
+        fake_mri, fake_ct = self.pools["mri"].query(g.fake_mri), self.pools["ct"].query(g.fake_ct)
+        with self.amp:
+            d = model.discriminator_loss(real_mri, fake_mri, real_ct, fake_ct)
+        self.opt_d.zero_grad(set_to_none=True)
+        d.backward()
+        self.opt_d.step()
+        # Accumulated on device; .tolist() only at log time, so CUDA is not synchronised every step.
+        self.sums += torch.stack([g.g_adv, g.cycle, g.seg, d, g.total]).detach().float()
+        self.n_window += 1
+
+    def window_means(self) -> dict[str, float]:
+        losses = dict(zip(LOSS_KEYS, (self.sums / max(self.n_window, 1)).tolist()))
+        self.sums.zero_()
+        self.n_window = 0
+        return losses
+
+
+def train_essnet(ct: SliceSet, mri_images: np.ndarray, cfg: EssNetConfig, *, seed: int, checkpoint: Path,
+                 device: torch.device | None = None,
+                 on_log: Callable[[int, dict[str, float]], None] | None = None,
+                 log_every: int = 10, cpu_bf16: bool = False) -> TrainResult:
+    """Train for cfg.steps steps, resuming from `checkpoint` when it holds an earlier state of this run.
+
+    `cpu_bf16` trains in bf16 autocast on CPU too (see liversynth.runtime.device.autocast).
+    """
+    device = device or pick_device()
+    fp = fingerprint(cfg, seed, ct, mri_images, cpu_bf16)
+    run = _EssNetStepper(ct, mri_images, cfg, seed, device, cpu_bf16)
+    start, history = 0, []
+    state = restore(checkpoint, fp, device, cfg.steps)
+    if state is not None:
+        run.load(state)
+        start, history = int(state["step"]), list(state["history"])
+
+    def log(step: int) -> dict[str, float]:
+        losses = run.window_means()
+        history.append({"step": step, **losses})
+        if on_log is not None:
+            on_log(step, losses)
+        return {"total": losses["total"], "d": losses["d"]}
+
+    def save(step: int) -> None:
+        save_state(Path(checkpoint), fp, step, history=history, **run.state())
+
+    run.model.train()
+    plan = LoopPlan(cfg.steps, log_every, cfg.checkpoint_every, desc="essnet")
+    saved_at = run_loop(plan, start, run.step, log, save)
+    if saved_at != cfg.steps or state is None and start == cfg.steps:
+        save(cfg.steps)
+    run.model.eval()
+    return TrainResult(run.model, history, cfg.steps, start)
+
+
+def load_generator(path: Path, cfg: EssNetConfig, device: torch.device | None = None) -> ResnetGenerator:
+    generator = load_weights(ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks), path, device)
+    assert isinstance(generator, ResnetGenerator)
+    return generator
+
+
+def load_essnet(path: Path, cfg: EssNetConfig, device: torch.device | None = None) -> EssNet:
+    model = load_weights(EssNet(cfg), path, device)
+    assert isinstance(model, EssNet)
+    return model

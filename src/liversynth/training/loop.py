@@ -1,0 +1,69 @@
+"""The one resumable training loop both trainings share: restore, step, log, checkpoint, as named pieces.
+
+Progress shows as a bar on a terminal and as a log line every tenth of the run elsewhere (CI, DVC).
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from liversynth.training.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["LoopPlan", "restore", "run_loop", "save_state"]
+
+
+def restore(checkpoint: Path | None, fingerprint: str, device: torch.device, max_step: int) -> dict[str, Any] | None:
+    """This training's checkpoint, if there is one at or before `max_step` (a longer run is not reused:
+    the result must be the model after exactly `max_step` steps)."""
+    if checkpoint is None:
+        return None
+    state = load_checkpoint(Path(checkpoint), fingerprint, device)
+    return state if state is not None and int(state["step"]) <= max_step else None
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    total: int  # steps the finished training has done
+    log_every: int  # call `log` every this many steps and at the last one
+    checkpoint_every: int | None = None  # call `save` every this many steps and at the last; None: after each log
+    desc: str = "train"
+    progress: bool = True
+
+
+def run_loop(plan: LoopPlan, start: int, step: Callable[[int], None],
+             log_fn: Callable[[int], dict[str, float] | None],
+             save: Callable[[int], None] | None = None) -> int:
+    """Steps start+1 .. plan.total; returns the last step saved (start if none was)."""
+    saved_at = start
+    steps = range(start + 1, plan.total + 1)
+    tty = sys.stderr.isatty()
+    bar = tqdm(steps, initial=start, total=plan.total, desc=plan.desc, disable=not (plan.progress and tty),
+               leave=False)
+    tenth = max(1, plan.total // 10)
+    for i in bar:
+        step(i)
+        last = i == plan.total
+        if i % plan.log_every == 0 or last:
+            shown = log_fn(i)
+            if shown:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
+            if save is not None and plan.checkpoint_every is None:
+                save(i)
+                saved_at = i
+        if save is not None and plan.checkpoint_every and (i % plan.checkpoint_every == 0 or last):
+            save(i)
+            saved_at = i
+        if plan.progress and not tty and (i % tenth == 0 or last):
+            print(f"{plan.desc}: step {i}/{plan.total}", file=sys.stderr, flush=True)
+    return saved_at
+
+
+def save_state(path: Path, fingerprint: str, step: int, **state: Any) -> None:
+    """A checkpoint of one training at `step`."""
+    save_checkpoint(path, {"fingerprint": fingerprint, "step": step, **state})

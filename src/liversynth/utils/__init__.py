@@ -1,0 +1,1 @@
+"""Small shared helpers with no pipeline knowledge: durable atomic files, CSV, hashing, process liveness."""
