@@ -1,10 +1,12 @@
-"""What every stage flow shares: reading params.yaml (LIVERSYNTH_PARAMS names another file)."""
+"""What every stage flow shares: reading params.yaml (LIVERSYNTH_PARAMS names another file) and
+applying its `runtime:` section (threads, determinism) before any torch work."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 from liversynth.config import Params
+from liversynth.runtime.settings import apply_runtime
 
 __all__ = ["PARAMS_PATH", "load_params"]
 
@@ -12,4 +14,6 @@ PARAMS_PATH = Path(os.environ.get("LIVERSYNTH_PARAMS", "params.yaml"))
 
 
 def load_params() -> Params:
-    return Params.from_yaml(PARAMS_PATH)
+    params = Params.from_yaml(PARAMS_PATH)
+    apply_runtime(params.runtime)
+    return params

@@ -13,7 +13,6 @@ import os
 
 import mlflow
 import optuna
-import torch
 from prefect import flow, task
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
@@ -38,12 +37,13 @@ def study_name(params: Params) -> str:
 
 
 @task
-def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None,
-                threads: int | None = None) -> str:
-    """Run queued trials of the shared study until none is left (or n_trials are done)."""
+def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -> str:
+    """Run queued trials of the shared study until none is left (or n_trials are done).
+
+    Each worker trains with params.yaml's `runtime.threads`, so a trial's result does not depend on
+    how many workers share the machine (give each worker that many cores).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if threads:  # workers sharing one machine split its cores instead of oversubscribing them
-        torch.set_num_threads(threads)
     params = load_params()
     setup_mlflow(params)  # a Dask or pool worker is a fresh interpreter: point it at the tracking store
     real, val = SliceSet.load(PREPARED / "mri_train"), SliceSet.load(PREPARED / "mri_val")
@@ -99,9 +99,7 @@ def tune_mix_flow(workers: int = 1) -> dict:
         if workers <= 1:
             tune_worker(run.info.run_id, limit)
         else:
-            local = "LIVERSYNTH_DASK_ADDRESS" not in os.environ
-            threads = max(1, (os.cpu_count() or 1) // workers) if local else None
-            futures = [tune_worker.submit(run.info.run_id, limit, threads) for _ in range(workers)]
+            futures = [tune_worker.submit(run.info.run_id, limit) for _ in range(workers)]
             for future in futures:
                 future.result()  # re-raises a worker's failure; its trial is re-queued next run
         study = open_study(params.tune.storage, name, params.tune.ratios, params.tune.seed)

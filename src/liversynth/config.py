@@ -12,7 +12,7 @@ import yaml
 
 __all__ = [
     "DataConfig", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
-    "PrepareConfig", "RegisterConfig", "SynthesizeConfig", "TuneConfig", "UNetConfig", "ValidateConfig"
+    "PrepareConfig", "RegisterConfig", "RuntimeConfig", "SynthesizeConfig", "TuneConfig", "UNetConfig", "ValidateConfig"
 ]
 
 
@@ -30,6 +30,14 @@ class DataConfig:
     spacing_mm: float | None = None
     manifest: str | None = None  # optional split assignment (JSON/CSV), paths relative to raw_dir
     mr_sequence: str = "T2SPIR"  # CHAOS only: T2SPIR, T1DUAL/InPhase or T1DUAL/OutPhase
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    # Fixed, not "all cores": float results depend on the thread count (see liversynth.runtime.settings).
+    threads: int = 2
+    interop_threads: int = 1
+    deterministic: bool = True
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,7 @@ class MlflowConfig:
 @dataclass(frozen=True)
 class Params:
     seed: int = 0
+    runtime: RuntimeConfig = RuntimeConfig()
     data: DataConfig = DataConfig()
     phantom: PhantomConfig = PhantomConfig()
     prepare: PrepareConfig = PrepareConfig()

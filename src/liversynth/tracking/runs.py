@@ -18,6 +18,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from liversynth.config import Params
+from liversynth.runtime.machine import machine_record
 from liversynth.tracking.lineage import dvc_data_hash, git_commit
 from liversynth.utils.files import write_atomic_file
 from liversynth.utils.process import owner_alive, owner_id
@@ -49,7 +50,8 @@ def setup_mlflow(params: Params) -> str:
 
 def lineage_tags(params: Params, stage: str) -> dict[str, str]:
     return {"stage": stage, "git_commit": git_commit(), "data_dvc_md5": dvc_data_hash(),
-            "dataset": params.data.dataset, OWNER_TAG: owner_id()}
+            "dataset": params.data.dataset, OWNER_TAG: owner_id(),
+            **{f"machine.{k}": v for k, v in machine_record().items()}}
 
 
 def close_stale_runs(experiment_id: str, stage: str, keep: str | None = None) -> list[str]:
