@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export TQDM_MININTERVAL ?= 5
 
-.PHONY: setup data run test ui tune bench clean help
+.PHONY: setup data run test ui tune bench results clean help
 
 help:
 	@echo "make run   - set up .venv, generate the built-in data, run the whole pipeline (dvc repro)"
@@ -28,6 +28,7 @@ help:
 	@echo "make ui    - MLflow UI on http://127.0.0.1:5000"
 	@echo "make tune WORKERS=n - n Optuna workers on the shared study"
 	@echo "make bench - benchmarks (benchmarks/results/*.json)"
+	@echo "make results - rewrite README.md's generated blocks from the committed artifacts"
 
 # Pinned environment from the lock file (torch==2.13.0, CPU build, exactly).
 $(STAMP): requirements.lock pyproject.toml
@@ -77,7 +78,7 @@ $(REAL_SAMPLE_SDIST): data/real_sample.sha256 | $(STAMP)
 	touch $@
 
 run: data
-	scripts/with_prefect_api.sh dvc repro
+	start=$$(date +%s); scripts/with_prefect_api.sh dvc repro; python -m flows.results --record-run $$start
 	dvc metrics show
 	@echo "MLflow UI: make ui    |    champion: see reports/registry.json"
 
@@ -99,6 +100,10 @@ tune: setup
 # (about 10 min on 2 cores); results in benchmarks/results/. BENCH_ARGS="--no-e2e" etc.
 bench: setup
 	python -m benchmarks.run $(BENCH_ARGS)
+
+# README.md's generated blocks (results, benchmarks) from metrics.json, reports/ and benchmarks/results/.
+results: setup
+	python -m flows.results
 
 clean:
 	rm -rf data/prepared data/synthetic models reports metrics.json .checkpoints

@@ -1,4 +1,5 @@
-"""Stage `evaluate`: test-split IoU/Dice of every arm over all seeds, and the paired gains with their CIs."""
+"""Stage `evaluate`: test-split IoU/Dice of every arm over all seeds (and of the image-free atlas), the
+pre-registered primary comparison and the secondary ones with intervals, anatomy drift, the report."""
 from __future__ import annotations
 
 import csv
@@ -7,17 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow.tracking import MlflowClient
 from prefect import flow
 
 from flows.common import load_params
 from liversynth import paths
 from liversynth.config import Params
-from liversynth.data.slice_set import SliceSet
+from liversynth.data.slice_set import SliceSet, split_sha256
 from liversynth.evaluation import plots, report
-from liversynth.evaluation.comparison import SUMMARY_KEYS, compare_arms, per_patient_rows
+from liversynth.evaluation.atlas import atlas_predict, ct_label_atlas
+from liversynth.evaluation.comparison import SUMMARY_KEYS, check_test_split, compare_arms, per_patient_rows
+from liversynth.evaluation.drift import anatomy_drift
+from liversynth.evaluation.intervals import hierarchical_gain
 from liversynth.evaluation.metrics import segmentation_scores
 from liversynth.inference.predict import predict
+from liversynth.runtime.machine import machine_record
 from liversynth.synthesis.quality import segmentation_consistency
 from liversynth.tracking.runs import stage_run
 from liversynth.training.unet import load_unet
@@ -25,23 +31,38 @@ from liversynth.utils.files import write_atomic_file, write_csv, write_json
 
 
 def score_models(models: list[dict], test: SliceSet, params: Params) -> tuple[dict, list[dict]]:
-    """Score every trained U-Net on the test split (logged on its own run); compare the arms."""
+    """Every trained U-Net (logged on its own run) and the CT-label atlas, scored on the test split."""
     client, by_arm, rows = MlflowClient(), {}, []
     for m in models:
         scores = segmentation_scores(predict(load_unet(Path(m["path"]), params.unet), test.images),
                                      test.labels, test.patients)
         client.log_batch(m["run_id"], metrics=[
             mlflow.entities.Metric(f"test_{k}", scores[k], 0, 0) for k in SUMMARY_KEYS])
-        by_arm.setdefault(m["arm"], []).append(scores)
+        by_arm.setdefault(m["arm"], []).append((m["seed"], scores))
         rows += per_patient_rows(m["arm"], m["seed"], scores)
-    return compare_arms(by_arm, params.evaluate, params.seed), rows
+    atlas = atlas_predict(ct_label_atlas(SliceSet.load(paths.PREPARED / "ct_train")), test)
+    by_arm["atlas"] = [(-1, segmentation_scores(atlas, test.labels, test.patients))]
+    rows += per_patient_rows("atlas", -1, by_arm["atlas"][0][1])
+    return by_arm, rows
 
 
-def synthesis_summary(models: list[dict], params: Params, variant: str) -> dict[str, Any]:
-    real_only = next(m for m in models if m["arm"] == "real_only")
-    consistency = segmentation_consistency(load_unet(Path(real_only["path"]), params.unet),
-                                           SliceSet.load(paths.synthetic_dir(variant)))
-    return {**json.loads(paths.synthesis_metrics_path(variant).read_text()), "seg_consistency_dice": consistency}
+def synthesis_summary(models: list[dict], params: Params) -> dict[str, Any]:
+    """Per variant: translation quality, segmentation consistency and anatomy drift; EssNet - CycleGAN."""
+    segmenters = [load_unet(Path(m["path"]), params.unet) for m in models if m["arm"] == "real_only"]
+    out: dict[str, Any] = {}
+    drift_dice = {}
+    for variant in paths.VARIANTS:
+        synthetic = SliceSet.load(paths.synthetic_dir(variant))
+        drift = anatomy_drift(segmenters, synthetic)
+        drift_dice[variant] = np.asarray(drift["dice"])
+        out[variant] = {**json.loads(paths.synthesis_metrics_path(variant).read_text()),
+                        "seg_consistency_dice": segmentation_consistency(segmenters[0], synthetic),
+                        "drift_dice": float(np.mean(drift["dice"])),
+                        "drift_centroid_shift_px": float(np.nanmean(drift["centroid_shift_px"]))}
+    diff = (drift_dice["essnet"] - drift_dice["cyclegan"])[None]
+    out["drift_dice_essnet_minus_cyclegan"] = hierarchical_gain(diff, params.evaluate.n_bootstrap,
+                                                                params.evaluate.ci, seed=params.seed)
+    return out
 
 
 @flow(name="evaluate")
@@ -49,33 +70,45 @@ def evaluate_flow() -> dict:
     params = load_params()
     models = json.loads(paths.UNET_MODELS.read_text())
     tune = json.loads(paths.TUNE_RESULT.read_text())
-    test = SliceSet.load(paths.PREPARED / "mri_test")
+    test_dir = paths.PREPARED / "mri_test"
+    test_hash = split_sha256(test_dir)
+    registered = check_test_split(params.evaluate, test_hash)  # before any test result is computed
+    test = SliceSet.load(test_dir)
     with stage_run(params, "evaluate", ("evaluate",)):
-        result, rows = score_models(models, test, params)
-        metrics = {"test": result["test"], "best_ratio": tune["best_ratio"],
-                   **{k: v for k, v in result.items() if k.startswith("gain_iou")},
+        by_arm, rows = score_models(models, test, params)
+        result = compare_arms(by_arm, params.evaluate, params.seed, registered)
+        synthesis = synthesis_summary(models, params)
+        metrics = {"test": result["test"], "best_ratio": tune["best_ratio"], "primary": result["primary"],
+                   **{k: v for k, v in result.items() if k.startswith("gain_")},
                    "n_test_patients": len(result["patients"]), "seeds": list(params.evaluate.seeds),
-                   "ci": params.evaluate.ci,
-                   "synthesis": synthesis_summary(models, params, "essnet"),
-                   "synthesis_cyclegan": synthesis_summary(models, params, "cyclegan")}
-        for arm, values in result["test"].items():
-            mlflow.log_metrics({f"{arm}_test_{k}": v for k, v in values.items()})
-        for key in (k for k in result if k.startswith("gain_iou")):
-            mlflow.log_metrics({f"{key}_{k}": v for k, v in result[key].items()})
+                   "ci": params.evaluate.ci, "test_split_sha256": test_hash,
+                   "synthesis": synthesis["essnet"], "synthesis_cyclegan": synthesis["cyclegan"],
+                   "drift_dice_essnet_minus_cyclegan": synthesis["drift_dice_essnet_minus_cyclegan"],
+                   "machine": machine_record()}
+        _log(metrics, result)
         figures = _figures(result, tune)
         for fig in figures.values():
             mlflow.log_artifact(str(fig), "figures")
-        synthesis = {"EssNet": metrics["synthesis"], "CycleGAN (ablation)": metrics["synthesis_cyclegan"]}
-        page = report.render_html(metrics, synthesis, figures,
+        tables = {"EssNet": metrics["synthesis"], "CycleGAN (ablation)": metrics["synthesis_cyclegan"]}
+        page = report.render_html(metrics, tables, figures,
                                   [[r["patient"], r["arm"], str(r["seed"]), f"{r['iou']:.4f}", f"{r['dice']:.4f}"]
                                    for r in rows])
         write_atomic_file(paths.REPORT, page)
         mlflow.log_artifact(str(paths.REPORT))
-        mlflow.log_metric("seg_consistency_dice", metrics["synthesis"]["seg_consistency_dice"])
-        _prefect_artifact(report.render_markdown(metrics, synthesis))
+        _prefect_artifact(report.render_markdown(metrics, tables))
     write_json(paths.METRICS, metrics)
     write_csv(paths.PER_PATIENT, rows, ["arm", "seed", "patient", "iou", "dice"])
     return metrics
+
+
+def _log(metrics: dict, result: dict) -> None:
+    for arm, values in result["test"].items():
+        mlflow.log_metrics({f"{arm}_test_{k}": v for k, v in values.items()})
+    for key in (k for k in result if k.startswith("gain_")):
+        mlflow.log_metrics({f"{key}_{k}": v for k, v in result[key].items() if isinstance(v, (int, float))})
+    mlflow.log_metric("seg_consistency_dice", metrics["synthesis"]["seg_consistency_dice"])
+    mlflow.set_tags({"test_split_sha256": metrics["test_split_sha256"],
+                     "primary_registered": str(metrics["primary"]["registered"]).lower()})
 
 
 def _prefect_artifact(markdown: str) -> None:
@@ -99,7 +132,7 @@ def _figures(result: dict, tune: dict) -> dict[str, Path]:
     fig, trials, ppi = paths.EVALUATE_FIGURES, tune["trials"], result["per_patient_iou"]
     out = {"CT | EssNet synthetic MRI | real MRI (liver contours)": paths.synthesis_grid("essnet"),
            "CT | CycleGAN synthetic MRI (ablation) | real MRI": paths.synthesis_grid("cyclegan"),
-           "test IoU by arm and seed": plots.arm_bars(ppi, fig["arms"]),
+           "test IoU by arm": plots.arm_bars(ppi, fig["arms"]),
            "validation IoU versus mixing ratio (Optuna trials)": plots.iou_vs_ratio(
                [t["ratio"] for t in trials], [t["val_iou"] for t in trials], tune["best_ratio"],
                fig["iou_vs_ratio"]),

@@ -1,5 +1,6 @@
-"""Stage `train_unet`: U-Nets per seed on real MRI only, real + EssNet-synthetic MRI at the tuned ratio,
-and (the ablation) real + plain-CycleGAN-synthetic MRI at the same ratio.
+"""Stage `train_unet`: U-Nets per seed for every arm of liversynth.training.arms: real MRI only,
+real + EssNet-synthetic MRI at the tuned ratio, and the controls (CycleGAN synthetic, raw CT,
+histogram-matched CT, synthetic only) at the same ratio.
 
 All arms share seeds, steps and augmentation, so their test scores can be compared patient by
 patient. Each model is its own MLflow run (tag kind=unet) with IoU/Dice curves on the validation split.
@@ -20,21 +21,25 @@ from prefect import flow
 from flows.common import load_params
 from liversynth import paths
 from liversynth.config import Params
-from liversynth.data.slice_set import SliceSet
+from liversynth.data.slice_set import SliceSet, translation_mri
+from liversynth.synthesis.controls import histogram_matched
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import recorded_run, stage_run
 from liversynth.training.checkpoint import save_weights
-from liversynth.training.unet import train_unet, unet_arms
+from liversynth.training.arms import Arm, unet_arms
+from liversynth.training.unet import train_unet
 from liversynth.utils.files import write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
 CHECKPOINTS = paths.CHECKPOINTS / "unet"
 
 
-def _train_arm(params: Params, data: dict[str, SliceSet], arm: str, ratio: float, source: str, seed: int,
+def _train_arm(params: Params, data: dict[str, SliceSet], spec: Arm, ratio: float, seed: int,
                parent_id: str, key: str, lineage: dict[str, str]) -> tuple[dict, list[dict]]:
     """One arm/seed as an MLflow run nested under the stage's, reopened if it was interrupted."""
+    arm, source = spec.name, spec.source or "none"
     checkpoint = CHECKPOINTS / f"{arm}-seed{seed}.pt"
+    real, extra = (data["real"], data.get(source)) if spec.real else (data[source], None)
 
     def start(run_id: str | None):
         return mlflow.start_run(run_id=run_id, run_name=None if run_id else f"unet-{arm}-seed{seed}",
@@ -44,7 +49,7 @@ def _train_arm(params: Params, data: dict[str, SliceSet], arm: str, ratio: float
                       resume=checkpoint.exists()) as run:
         mlflow.log_params({"arm": arm, "ratio": ratio, "seed": seed, "synthetic_source": source,
                            **{f"unet.{k}": v for k, v in params.section("unet").items()}})
-        result = train_unet(data["real"], data[source], ratio, params.unet, seed=seed, val=data["val"],
+        result = train_unet(real, extra, ratio, params.unet, seed=seed, val=data["val"],
                             checkpoint=checkpoint, on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
         if result.resumed_from:
             mlflow.set_tag("resumed_from_step", str(result.resumed_from))
@@ -60,8 +65,10 @@ def _train_arm(params: Params, data: dict[str, SliceSet], arm: str, ratio: float
 def train_unet_flow() -> list[dict]:
     params = load_params()
     ratio = float(json.loads(paths.TUNE_RESULT.read_text())["best_ratio"])
+    ct = SliceSet.load(paths.PREPARED / "ct_train")
     data = {"real": SliceSet.load(paths.PREPARED / "mri_train"), "val": SliceSet.load(paths.PREPARED / "mri_val"),
-            **{v: SliceSet.load(paths.synthetic_dir(v)) for v in paths.VARIANTS}}
+            **{v: SliceSet.load(paths.synthetic_dir(v)) for v in paths.VARIANTS},
+            "ct": ct, "histmatch": histogram_matched(ct, translation_mri(paths.PREPARED))}
     models, history = [], []
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     synthetic_md5 = lock_hash(paths.synthetic_dir("essnet"))
@@ -70,8 +77,8 @@ def train_unet_flow() -> list[dict]:
     with recorded_run(CHECKPOINTS / "train_unet.mlflow_run", key, start) as parent:
         lineage = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
         for seed in params.evaluate.seeds:
-            for arm, (r, source) in unet_arms(ratio).items():
-                model, rows = _train_arm(params, data, arm, r, source, seed, parent.info.run_id, key, lineage)
+            for spec, r in unet_arms(ratio).values():
+                model, rows = _train_arm(params, data, spec, r, seed, parent.info.run_id, key, lineage)
                 models.append(model)
                 history += rows
     write_json(paths.UNET_MODELS, models)

@@ -26,7 +26,7 @@ def test_bootstrap_known_answer():
     r = paired_bootstrap(diff, 4000, 0.95, seed=1)
     assert r["mean"] == pytest.approx(0.02)
     assert 0.0197 < r["ci_low"] < 0.02 < r["ci_high"] < 0.0203
-    assert r["p_gain_positive"] == 1.0
+    assert r["boot_share_positive"] == 1.0
 
 
 def test_bootstrap_ci_matches_normal_theory():

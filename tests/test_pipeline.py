@@ -61,11 +61,16 @@ def test_every_stage_ran_and_wrote_metrics(pipeline_repo):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in first.stdout
     metrics = json.loads((repo / "metrics.json").read_text())
-    for arm in ("real_only", "mix", "mix_cyclegan"):
+    for arm in ("real_only", "mix", "mix_cyclegan", "mix_ct", "mix_histmatch", "synthetic_only"):
         assert 0.0 <= metrics["test"][arm]["iou"] <= 1.0 and metrics["test"][arm]["n_seeds"] == 2
+    assert metrics["test"]["atlas"]["n_seeds"] == 1
+    assert metrics["primary"]["key"] == "gain_iou" and metrics["gain_iou"]["role"] == "primary"
+    assert metrics["primary"]["registered"] is False  # tiny_params registers no test split
+    assert metrics["machine"]["torch"].startswith("2.13.0") and metrics["machine"]["threads"] == "2"
     assert metrics["gain_iou"]["ci_low"] <= metrics["gain_iou"]["mean"] <= metrics["gain_iou"]["ci_high"]
     assert (repo / "data/synthetic/essnet/images.npy").exists() and (repo / "reports/figures/gain.png").exists()
-    for key in ("gain_iou_cyclegan", "gain_iou_essnet_vs_cyclegan"):
+    for key in ("gain_iou_cyclegan", "gain_iou_essnet_vs_cyclegan", "gain_iou_atlas", "gain_iou_essnet_vs_ct",
+                "gain_iou_essnet_vs_histmatch", "gain_iou_synthetic_only", "drift_dice_essnet_minus_cyclegan"):
         assert metrics[key]["ci_low"] <= metrics[key]["ci_high"]
     for key in ("seg_consistency_dice", "wasserstein_synthetic_vs_real_mri", "ct_cycle_ssim", "mri_cycle_psnr"):
         assert key in metrics["synthesis"] and key in metrics["synthesis_cyclegan"]
@@ -85,7 +90,7 @@ def test_mlflow_runs_and_registry(pipeline_repo):
     stages = {r.data.tags.get("stage") for r in runs}
     assert {s.split("@")[0] for s in STAGES} <= stages
     unet_runs = [r for r in runs if r.data.tags.get("kind") == "unet"]
-    assert len(unet_runs) == 3 * 2 + 2  # three arms x two seeds, plus two tuning trials
+    assert len(unet_runs) == 6 * 2 + 2  # six trained arms x two seeds, plus two tuning trials
     for r in unet_runs:
         assert "val_iou" in r.data.metrics and "val_dice" in r.data.metrics
         if r.data.tags["stage"] == "train_unet":
@@ -104,6 +109,22 @@ def test_second_repro_runs_nothing_and_status_is_clean(pipeline_repo):
     assert "up to date" in run(["dvc", "status"], repo, env).stdout
     again = run(["dvc", "repro"], repo, env)
     assert "Running stage" not in again.stdout
+
+
+def test_retraining_in_fresh_processes_gives_identical_outputs(pipeline_repo):
+    """Same commit, same machine, same numbers: forced retraining (no run-cache) reproduces every hash."""
+    repo, env, _ = pipeline_repo
+    outs = ("models/essnet", "models/cyclegan", "data/synthetic/essnet", "models/unet", "reports/tune.json",
+            "metrics.json")
+
+    def hashes() -> dict[str, str]:
+        lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+        return {o["path"]: o["md5"] for st in lock.values() for o in st.get("outs", []) if o["path"] in outs}
+
+    before = hashes()
+    run(["dvc", "repro", "-f", "--no-run-cache", "train_essnet@essnet", "train_essnet@cyclegan",
+         "synthesize@essnet", "tune_mix", "train_unet", "evaluate"], repo, env)
+    assert len(before) == len(outs) and hashes() == before
 
 
 def test_changing_a_param_reruns_only_dependent_stages(pipeline_repo):

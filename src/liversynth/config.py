@@ -48,6 +48,9 @@ class PhantomConfig:
     size: int = 64
     slices: int = 16
     spacing_mm: float = 6.0
+    # How far the MRI cohort's anatomy and scans depart from the CT cohort's (0 = same distribution):
+    # slice range, field of view, body position, liver size, lesions (liversynth.data.phantom.CohortShift).
+    mri_shift: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,14 @@ class EvaluateConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     n_bootstrap: int = 2000
     ci: float = 0.95
+    # Pre-registered before test is read: the primary comparison (arm minus baseline), its metric
+    # (per-patient test IoU) and margin, and the sha256 of the test split it was registered for
+    # ("" = none registered: the primary result is then reported as exploratory).
+    primary_arm: str = "mix"
+    primary_baseline: str = "real_only"
+    primary_metric: str = "iou"
+    primary_margin: float = 0.0
+    test_split_sha256: str = ""
 
 
 @dataclass(frozen=True)

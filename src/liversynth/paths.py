@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "CHECKPOINTS", "DATA_DVC", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
+    "CHECKPOINTS", "DATA_DVC", "MAKE_RUN", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
     "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
     "UNET_DIR", "UNET_HISTORY", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
     "full_model_path", "generator_path", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
@@ -34,6 +34,7 @@ METRICS = Path("metrics.json")
 REPORT = REPORTS / "report.html"
 PER_PATIENT = REPORTS / "per_patient.csv"
 REGISTRY_REPORT = REPORTS / "registry.json"
+MAKE_RUN = REPORTS / "make_run.json"  # wall time of the `make run` that produced metrics.json (not a stage output)
 EVALUATE_FIGURES = {name: FIGURES / f"{name}.png" for name in ("iou_vs_ratio", "gain", "unet_val_iou", "arms")}
 # Training state outside DVC's outputs (DVC deletes outputs before a stage reruns).
 CHECKPOINTS = Path(".checkpoints")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from liversynth.config import PhantomConfig
 from liversynth.utils.files import write_atomic_dir
 
 __all__ = [
-    "MODALITIES", "SLICE_THICKNESS_MM", "Tissue", "draw_anatomy", "holds_phantom", "make_patient",
+    "MODALITIES", "CohortShift", "SLICE_THICKNESS_MM", "cohort_shift", "Tissue", "draw_anatomy", "holds_phantom", "make_patient",
     "patient_rng", "render_ct", "render_mri", "to_label", "write_phantom"
 ]
 
@@ -66,17 +67,18 @@ class Tissue(IntEnum):
     BONE = 9
     AORTA = 10
     CSF = 11  # spinal canal: near water on CT, the brightest thing on T2
+    LESION = 12  # focal liver lesion (cyst/metastasis-like): hypodense on CT, T2-bright; labelled liver
 
 
 # Indexed by Tissue value.
-_LABEL_OF_TISSUE = (0, 0, 0, 5, 0, 1, 1, 2, 3, 4, 5, 0)
+_LABEL_OF_TISSUE = (0, 0, 0, 5, 0, 1, 1, 2, 3, 4, 5, 0, 1)
 # CT: (mean HU, per-patient jitter sd, texture amplitude). Liver, spleen and bone are drawn from
 # uniform ranges in render_ct because their ranges matter to the contrast story.
 _CT = ((-1000, 0, 0), (-100, 8, 5), (-90, 8, 8), (50, 5, 6), (25, 8, 30), (62, 0, 5),
-       (160, 15, 5), (45, 0, 5), (150, 12, 10), (500, 0, 80), (180, 12, 5), (10, 4, 3))
+       (160, 15, 5), (45, 0, 5), (150, 12, 10), (500, 0, 80), (180, 12, 5), (10, 4, 3), (20, 6, 4))
 # MRI T2-like: (mean, relative texture amplitude); each mean is jittered x U(0.85, 1.15).
 _MRI = ((0, 0), (800, .04), (760, .06), (180, .05), (450, .25), (320, .04),
-        (90, .1), (620, .04), (560, .05), (110, .15), (40, .1), (950, .03))
+        (90, .1), (620, .04), (560, .05), (110, .15), (40, .1), (950, .03), (720, .06))
 
 
 def write_phantom(cfg: PhantomConfig, raw_dir: Path) -> None:
@@ -96,9 +98,38 @@ def write_phantom(cfg: PhantomConfig, raw_dir: Path) -> None:
         _remove_stale(raw_dir / modality, modality, set(names))
 
 
+@dataclass(frozen=True)
+class CohortShift:
+    """How one MRI patient's anatomy and scan differ from the CT cohort's, as real cohorts do: the
+    stack covers a more superior range, a larger field of view, the body sits off-centre, a larger
+    liver, and focal lesions in some patients. All zero/one = the CT cohort's distribution."""
+
+    z_offset: float = 0.0  # added to the normalised slice position (0..1, inferior -> superior)
+    zoom: float = 1.0  # field of view relative to the CT cohort's (> 1: anatomy looks smaller)
+    centre: tuple[float, float] = (0.0, 0.0)  # body centre offset (u, v), in half-FOV units
+    liver_scale: float = 1.0
+    lesions: int = 0
+    lesion_seed: int = 0
+
+
+def cohort_shift(cfg: PhantomConfig, index: int) -> CohortShift:
+    """The MRI cohort's shift for patient `index`, drawn from its own stream (strength cfg.mri_shift)."""
+    s = cfg.mri_shift
+    if s <= 0:
+        return CohortShift()
+    rng = patient_rng(cfg.seed, "mri", index, stream=2)
+    sign = rng.choice([-1.0, 1.0], 2)
+    return CohortShift(z_offset=s * rng.uniform(.12, .25), zoom=1 + s * rng.uniform(.15, .35),
+                       centre=(float(sign[0] * s * rng.uniform(.04, .1)), float(sign[1] * s * rng.uniform(0, .06))),
+                       liver_scale=1 + s * rng.uniform(.05, .3),
+                       lesions=int(rng.integers(1, 4)) if rng.uniform() < min(1.0, .6 * s) else 0,
+                       lesion_seed=int(rng.integers(2**31)))
+
+
 def make_patient(cfg: PhantomConfig, modality: str, index: int) -> tuple[np.ndarray, np.ndarray]:
     """One patient as display-orientation (Z, H, W) arrays: (image float32, label uint8)."""
-    tissue = draw_anatomy(patient_rng(cfg.seed, modality, index), cfg.size, cfg.slices)
+    shift = cohort_shift(cfg, index) if modality == "mri" else CohortShift()
+    tissue = draw_anatomy(patient_rng(cfg.seed, modality, index), cfg.size, cfg.slices, shift)
     render = render_ct if modality == "ct" else render_mri
     return render(tissue, patient_rng(cfg.seed, modality, index, stream=1)), to_label(tissue)
 
@@ -112,12 +143,12 @@ def to_label(tissue: np.ndarray) -> np.ndarray:
     return np.asarray(_LABEL_OF_TISSUE, np.uint8)[tissue]
 
 
-def draw_anatomy(rng: np.random.Generator, size: int, slices: int) -> np.ndarray:
+def draw_anatomy(rng: np.random.Generator, size: int, slices: int, shift: CohortShift = CohortShift()) -> np.ndarray:
     """A Tissue map (Z, H, W): z from inferior to superior, rows anterior->posterior,
     columns patient's right -> left (radiological display)."""
-    t = ((np.arange(slices) + 0.5) / slices)[:, None, None]
-    c = (np.arange(size) + 0.5) / size * 2 - 1
-    v, u = c[None, :, None], c[None, None, :]
+    t = ((np.arange(slices) + 0.5) / slices)[:, None, None] + shift.z_offset
+    c = ((np.arange(size) + 0.5) / size * 2 - 1) * shift.zoom
+    v, u = c[None, :, None] - shift.centre[1], c[None, None, :] - shift.centre[0]
 
     # Body frame: x towards the patient's left, y posterior, origin at the body centre.
     uc, vc, phi = rng.uniform(-.05, .05), rng.uniform(-.04, .06), rng.uniform(-.08, .08)
@@ -150,7 +181,9 @@ def draw_anatomy(rng: np.random.Generator, size: int, slices: int) -> np.ndarray
     y_s = b0 * (1 - .65 * f0) - r_vb - rng.uniform(.17, .22)  # vertebral body centre
     grid = (x, y, t)
 
-    _paint_liver(rng, tissue, grid, cavity, a0, b0)
+    _paint_liver(rng, tissue, grid, cavity, a0 * shift.liver_scale, b0 * shift.liver_scale)
+    if shift.lesions:  # own generator: the CT cohort's draws stay exactly as they were
+        _paint_lesions(np.random.default_rng(shift.lesion_seed), tissue, grid, shift.lesions)
     spleen = _ellipsoid(grid, _deform(rng, grid, .03), a0 * rng.uniform(.45, .6),
                         b0 * rng.uniform(.05, .35), rng.uniform(.65, .9), rng.uniform(.07, .11),
                         rng.uniform(.14, .2), rng.uniform(.18, .32), -rng.uniform(.3, .8))
@@ -209,6 +242,17 @@ def _paint_liver(rng: np.random.Generator, tissue: np.ndarray, grid: tuple, cavi
         tissue[liver & vessel] = Tissue.LIVER_VESSEL
 
 
+def _paint_lesions(rng: np.random.Generator, tissue: np.ndarray, grid: tuple, count: int) -> None:
+    """Round lesions centred inside the liver (part of the liver label, as in CHAOS masks)."""
+    liver = np.argwhere(tissue == Tissue.LIVER)
+    x, y, t = (np.broadcast_to(g, tissue.shape) for g in grid)
+    for _ in range(count if len(liver) else 0):
+        z, r, c = liver[rng.integers(len(liver))]
+        radius = rng.uniform(.04, .09)
+        d2 = (x - x[z, r, c]) ** 2 + (y - y[z, r, c]) ** 2 + ((t - t[z, r, c]) * .5) ** 2
+        tissue[(d2 < radius ** 2) & (tissue == Tissue.LIVER)] = Tissue.LESION
+
+
 def _ellipsoid(grid: tuple, warp: tuple, cx: float, cy: float, ct: float, ax: float, ay: float,
                at: float, angle: float = 0.0) -> np.ndarray:
     """Inside of an ellipsoid rotated in-plane by `angle`, evaluated on warped coordinates."""
@@ -245,10 +289,12 @@ def _texture(rng: np.random.Generator, shape: tuple[int, ...], freq: float) -> n
 def render_ct(tissue: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Hounsfield units: per-patient jittered means, texture, partial-volume blur, Gaussian noise."""
     table = np.asarray(_CT, np.float64)
-    mean = table[:, 0] + rng.normal(0, 1, len(table)) * table[:, 1]
+    base = len(table) - 1  # the lesion row draws nothing, so lesion-free patients stay as they were
+    mean = np.append(table[:base, 0] + rng.normal(0, 1, base) * table[:base, 1], 0.0)
     mean[Tissue.LIVER] = rng.uniform(50, 75)
     mean[Tissue.SPLEEN] = rng.uniform(40, 50)  # never above the liver: the CT side of the story
     mean[Tissue.BONE] = rng.uniform(300, 700)
+    mean[Tissue.LESION] = mean[Tissue.LIVER] - table[Tissue.LESION, 0] - 20  # hypodense
     image = mean[tissue] + table[tissue, 2] * _texture(rng, tissue.shape, 4)
     image = gaussian_filter(image, (.3, .6, .6))
     image += rng.normal(0, rng.uniform(10, 20), image.shape)
@@ -258,7 +304,9 @@ def render_ct(tissue: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def render_mri(tissue: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """T2-like: jittered contrasts, texture, blur, smooth multiplicative bias, Rician noise."""
     table = np.asarray(_MRI, np.float64)
-    mean = table[:, 0] * rng.uniform(.85, 1.15, len(table)) * rng.uniform(.8, 1.2)
+    base = len(table) - 1  # the lesion row draws nothing (see render_ct)
+    jitter = np.append(rng.uniform(.85, 1.15, base), 1.0)
+    mean = table[:, 0] * jitter * rng.uniform(.8, 1.2)
     image = mean[tissue] * (1 + table[tissue, 1] * _texture(rng, tissue.shape, 4))
     image = gaussian_filter(image, (.3, .6, .6))
     field = _texture(rng, tissue.shape, .5)

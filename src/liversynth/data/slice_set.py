@@ -6,6 +6,7 @@ does not grow with the number of patients.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,7 +15,7 @@ import numpy as np
 
 from liversynth.utils.files import write_atomic_dir
 
-__all__ = ["SPLITS", "SliceSet", "translation_mri"]
+__all__ = ["SPLITS", "SliceSet", "split_sha256", "translation_mri"]
 
 SPLITS = ("ct_train", "mri_train", "mri_unlabelled", "mri_val", "mri_test")
 
@@ -80,3 +81,13 @@ def translation_mri(prepared: Path) -> np.ndarray:
     needs MRI labels, and the validation and test splits stay unseen."""
     parts = [np.asarray(SliceSet.load(Path(prepared) / s).images) for s in ("mri_train", "mri_unlabelled")]
     return np.concatenate([p for p in parts if len(p)])
+
+
+def split_sha256(folder: Path) -> str:
+    """Content hash of one prepared split (images, labels, patient ids): what a result was computed on."""
+    h = hashlib.sha256()
+    for name in ("images.npy", "labels.npy", "patients.npy"):
+        with (Path(folder) / name).open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

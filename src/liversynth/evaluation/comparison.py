@@ -1,7 +1,9 @@
-"""The arms compared on the test split: per-arm summaries over seeds, and paired gains over patients.
+"""The arms compared on the test split: per-arm summaries over seeds, and paired gains with
+intervals that include the training randomness (liversynth.evaluation.intervals).
 
-The gain is resampled over test patients (slices of one patient are not independent): for each
-patient the IoU of each arm is averaged over seeds, and the paired differences are bootstrapped.
+The primary comparison, its metric and margin come from params (`evaluate.primary_*`), fixed before
+test is read; every other comparison is reported as secondary. The test split's hash is recorded
+and checked against the registered one.
 """
 from __future__ import annotations
 
@@ -11,32 +13,82 @@ from typing import Any
 import numpy as np
 
 from liversynth.config import EvaluateConfig
-from liversynth.evaluation.metrics import paired_bootstrap
+from liversynth.evaluation.intervals import hierarchical_gain
 
-__all__ = ["SUMMARY_KEYS", "compare_arms", "per_patient_rows"]
+__all__ = ["COMPARISONS", "SUMMARY_KEYS", "TestSplitMismatch", "check_test_split", "compare_arms",
+           "per_patient_rows"]
 
 SUMMARY_KEYS = ("iou", "dice", "iou_pooled", "dice_pooled", "iou_slice", "dice_slice")
-# (name in metrics.json, arm a, arm b): the gain of a over b
-COMPARISONS = (("gain_iou", "mix", "real_only"),
-               ("gain_iou_cyclegan", "mix_cyclegan", "real_only"),
-               ("gain_iou_essnet_vs_cyclegan", "mix", "mix_cyclegan"))
+# (key in metrics.json, arm a, arm b, what the gain of a over b shows)
+COMPARISONS = (
+    ("gain_iou", "mix", "real_only", "EssNet mix - real only"),
+    ("gain_iou_essnet_vs_cyclegan", "mix", "mix_cyclegan", "EssNet mix - CycleGAN mix (segmentation loss)"),
+    ("gain_iou_essnet_vs_ct", "mix", "mix_ct", "EssNet mix - raw CT mix (translation)"),
+    ("gain_iou_essnet_vs_histmatch", "mix", "mix_histmatch", "EssNet mix - histogram-matched CT mix"),
+    ("gain_iou_cyclegan", "mix_cyclegan", "real_only", "CycleGAN mix - real only"),
+    ("gain_iou_ct", "mix_ct", "real_only", "raw CT mix - real only"),
+    ("gain_iou_histmatch", "mix_histmatch", "real_only", "histogram-matched CT mix - real only"),
+    ("gain_iou_synthetic_only", "synthetic_only", "real_only", "EssNet synthetic only - real only"),
+    ("gain_iou_atlas", "atlas", "real_only", "CT-label atlas (no image) - real only"),
+)
 
 
-def compare_arms(scores_by_arm: Mapping[str, Sequence[dict[str, Any]]], cfg: EvaluateConfig,
-                 seed: int) -> dict[str, Any]:
-    """`scores_by_arm[arm]` holds one `segmentation_scores` result per trained seed."""
+class TestSplitMismatch(ValueError):
+    """The test split on disk is not the one the primary comparison was registered for."""
+
+
+def check_test_split(cfg: EvaluateConfig, actual: str, where: str = "params.yaml") -> bool:
+    """True when the primary comparison is registered for this split, False when none is registered."""
+    if not cfg.test_split_sha256:
+        return False
+    if cfg.test_split_sha256 != actual:
+        raise TestSplitMismatch(
+            f"{where}: evaluate.test_split_sha256 = {cfg.test_split_sha256}: the test split on disk hashes to "
+            f"{actual}. The primary comparison was registered for another split; register the new split "
+            f"(set the key to {actual}) only before any test result on it has been read.")
+    return True
+
+
+def _matrix(runs: Sequence[tuple[int, dict[str, Any]]], patients: list[str], metric: str) -> dict[int, np.ndarray]:
+    return {seed: np.array([s["per_patient"][p][metric] for p in patients]) for seed, s in runs}
+
+
+def _diff(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> np.ndarray:
+    """(1 generator seed, U-Net seeds, patients): paired by seed; an arm without seeds (atlas) broadcasts."""
+    seeds = sorted(set(a) & set(b)) or sorted(a if len(a) > 1 else b)
+    pick = lambda m, s: m[s] if s in m else next(iter(m.values()))  # noqa: E731
+    return np.stack([pick(a, s) - pick(b, s) for s in seeds])[None]
+
+
+def compare_arms(scores_by_arm: Mapping[str, Sequence[tuple[int, dict[str, Any]]]], cfg: EvaluateConfig,
+                 seed: int, registered: bool) -> dict[str, Any]:
+    """`scores_by_arm[arm]`: (U-Net seed, `segmentation_scores` result) per trained model."""
     summary: dict[str, dict[str, float]] = {}
     for arm, runs in scores_by_arm.items():
-        summary[arm] = {k: float(np.mean([r[k] for r in runs])) for k in SUMMARY_KEYS}
-        summary[arm]["iou_seed_std"] = float(np.std([r["iou"] for r in runs]))
+        summary[arm] = {k: float(np.mean([r[k] for _, r in runs])) for k in SUMMARY_KEYS}
+        summary[arm]["iou_seed_std"] = float(np.std([r["iou"] for _, r in runs]))
         summary[arm]["n_seeds"] = len(runs)
-    patients = sorted(scores_by_arm["real_only"][0]["per_patient"])
-    per_patient = {arm: np.array([np.mean([r["per_patient"][p]["iou"] for r in runs]) for p in patients])
-                   for arm, runs in scores_by_arm.items()}
-    gains = {name: paired_bootstrap(per_patient[a] - per_patient[b], cfg.n_bootstrap, cfg.ci, seed=seed)
-             for name, a, b in COMPARISONS if a in per_patient and b in per_patient}
-    return {"test": summary, **gains, "patients": patients,
-            "per_patient_iou": {arm: v.tolist() for arm, v in per_patient.items()}}
+    patients = sorted(next(iter(scores_by_arm.values()))[0][1]["per_patient"])
+    iou = {arm: _matrix(runs, patients, "iou") for arm, runs in scores_by_arm.items()}
+    out: dict[str, Any] = {"test": summary, "patients": patients,
+                           "per_patient_iou": {a: np.mean(list(m.values()), 0).tolist() for a, m in iou.items()}}
+    primary = (cfg.primary_arm, cfg.primary_baseline)
+    comparisons = list(COMPARISONS)
+    if not any((a, b) == primary for _, a, b, _ in comparisons):
+        comparisons.insert(0, ("gain_primary", *primary, f"{primary[0]} - {primary[1]}"))
+    for key, a, b, label in comparisons:
+        if a not in iou or b not in iou:
+            continue
+        is_primary = (a, b) == primary
+        metric = cfg.primary_metric if is_primary else "iou"
+        m = iou if metric == "iou" else {k: _matrix(r, patients, metric) for k, r in scores_by_arm.items()}
+        gain = hierarchical_gain(_diff(m[a], m[b]), cfg.n_bootstrap, cfg.ci, seed=seed)
+        out[key] = {**gain, "arm": a, "baseline": b, "label": label, "metric": metric,
+                    "role": "primary" if is_primary else "secondary"}
+        if is_primary:
+            out["primary"] = {"key": key, "margin": cfg.primary_margin, "registered": registered,
+                              "passes": bool(gain["ci_low"] > cfg.primary_margin)}
+    return out
 
 
 def per_patient_rows(arm: str, seed: int, scores: dict[str, Any]) -> list[dict[str, Any]]:

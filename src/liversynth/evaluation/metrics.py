@@ -67,7 +67,7 @@ def paired_bootstrap(diff: np.ndarray, n_resamples: int, ci: float, seed: int = 
     alpha = (1.0 - ci) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return {"mean": float(diff.mean()), "ci_low": float(lo), "ci_high": float(hi),
-            "p_gain_positive": float((means > 0).mean()), "n": int(diff.size)}
+            "boot_share_positive": float((means > 0).mean()), "n": int(diff.size)}
 
 
 def per_patient_iou(model: torch.nn.Module, test: SliceSet) -> dict[str, float]:

@@ -36,7 +36,7 @@ from liversynth.runtime.device import autocast, pick_device
 from liversynth.training.checkpoint import load_weights, training_fingerprint
 from liversynth.training.loop import LoopPlan, restore, run_loop, save_state
 
-__all__ = ["MixedSampler", "UNetResult", "augment", "load_unet", "train_unet", "unet_arms", "unet_fingerprint"]
+__all__ = ["MixedSampler", "UNetResult", "augment", "load_unet", "train_unet", "unet_fingerprint"]
 
 
 @dataclass
@@ -190,8 +190,3 @@ def load_unet(path: Path, cfg: UNetConfig, device: torch.device | None = None) -
     assert isinstance(model, UNet)
     return model
 
-
-def unet_arms(ratio: float) -> dict[str, tuple[float, str]]:
-    """arm -> (mixing ratio, synthetic source). All arms share seeds, steps and augmentation; the
-    ablation arm mixes plain-CycleGAN synthetic MRI at the ratio tuned for EssNet's."""
-    return {"real_only": (0.0, "essnet"), "mix": (ratio, "essnet"), "mix_cyclegan": (ratio, "cyclegan")}

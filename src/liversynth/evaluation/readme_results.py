@@ -1,0 +1,66 @@
+"""README's results, generated from artifacts (metrics.json, reports/tune.json, benchmark summaries),
+never typed by hand: `make results` rewrites the marked blocks, and a test fails when they differ."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from liversynth.evaluation.report import ARM_NAMES, headline, machine_line, verdict
+
+__all__ = ["block_names", "render_results", "replace_block"]
+
+_BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+)[^>]*-->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
+                    re.S)
+
+
+def block_names(text: str) -> list[str]:
+    return [m.group("name") for m in _BLOCK.finditer(text)]
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """`text` with the body of block `name` replaced; a missing block is an error naming it."""
+    found = False
+
+    def swap(m: re.Match[str]) -> str:
+        nonlocal found
+        if m.group("name") != name:
+            return m.group(0)
+        found = True
+        return m.group(1) + body.rstrip("\n") + "\n" + m.group(4)
+
+    out = _BLOCK.sub(swap, text)
+    if not found:
+        raise ValueError(f"README.md: no block <!-- BEGIN GENERATED: {name} --> ... <!-- END GENERATED: {name} -->")
+    return out
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def render_results(metrics: dict[str, Any], tune: dict[str, Any], make_run: dict[str, Any] | None = None) -> str:
+    arms = metrics["test"]
+    timing = (f" The `make run` that produced these results took {make_run['wall_s'] / 60:.1f} min after set-up "
+              f"on {make_run['machine']['cpu']}." if make_run else "")
+    lines = [headline(metrics), "", machine_line(metrics) + timing, "",
+             "| arm (test split, mean over U-Net seeds) | IoU per patient | Dice per patient | IoU pixels pooled | "
+             "IoU per slice | seeds |", "|---|---|---|---|---|---|"]
+    for arm, v in arms.items():
+        lines.append(f"| {ARM_NAMES.get(arm, arm)} | {v['iou']:.4f} | {v['dice']:.4f} | {v['iou_pooled']:.4f} | "
+                     f"{v['iou_slice']:.4f} | {v['n_seeds']} |")
+    lines += ["", "| comparison | role | gain (points) | 95% CI | p (two-sided t) | verdict |", "|---|---|---|---|---|---|"]
+    gains = [(k, g) for k, g in metrics.items() if k.startswith("gain_") and isinstance(g, dict) and "label" in g]
+    for key, g in sorted(gains, key=lambda kg: kg[1]["role"] != "primary"):
+        lines.append(f"| {g['label']} | {g['role']} | {_pts(g['mean'])} | [{_pts(g['ci_low'])}, {_pts(g['ci_high'])}] "
+                     f"| {g['p_value']:.3f} | {verdict(g)} |")
+    d = metrics.get("drift_dice_essnet_minus_cyclegan")
+    if d:
+        lines += ["", f"Anatomy drift (Dice of a real-MRI U-Net on synthetic MRI against the CT liver, per CT "
+                      f"patient): EssNet {metrics['synthesis']['drift_dice']:.4f}, CycleGAN "
+                      f"{metrics['synthesis_cyclegan']['drift_dice']:.4f}; EssNet - CycleGAN {_pts(d['mean'])} "
+                      f"points [{_pts(d['ci_low'])}, {_pts(d['ci_high'])}]."]
+    trials = ", ".join(f"ratio {t['ratio']:g}: {t['val_iou']:.4f}" for t in tune.get("trials", []))
+    lines += ["", f"Mixing ratio chosen on the real-MRI validation split (Optuna): "
+                  f"{metrics['best_ratio']:g} (validation IoU {trials}). Intervals: {gains[0][1]['method']}. "
+                  f"Test split sha256 `{metrics['test_split_sha256'][:16]}...`."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,40 @@
+"""The arms of the benchmark: what each U-Net is trained on. All share seeds, steps, augmentation and
+the mixing ratio tuned for EssNet on validation, so differences come from the training data alone.
+
+Controls say what the method adds: raw CT mixed in (no translation), histogram-matched CT mixed in
+(intensities only), plain CycleGAN synthetic (no segmentation loss), synthetic MRI alone (no real
+MRI), and, evaluated without training, the image-free CT-label atlas (liversynth.evaluation.atlas).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ARMS", "ATLAS", "Arm", "arm_labels", "unet_arms"]
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str
+    source: str | None = None  # extra slices: "essnet", "cyclegan" (synthetic MRI), "ct", "histmatch"
+    real: bool = True  # False: the source alone, no real MRI
+
+
+ARMS = (
+    Arm("real_only", "real MRI only"),
+    Arm("mix", "real + EssNet synthetic", "essnet"),
+    Arm("mix_cyclegan", "real + CycleGAN synthetic", "cyclegan"),
+    Arm("mix_ct", "real + raw CT (no translation)", "ct"),
+    Arm("mix_histmatch", "real + histogram-matched CT", "histmatch"),
+    Arm("synthetic_only", "EssNet synthetic only", "essnet", real=False),
+)
+ATLAS = Arm("atlas", "CT-label atlas (no image)")
+
+
+def unet_arms(ratio: float) -> dict[str, tuple[Arm, float]]:
+    """arm name -> (arm, mixing ratio); the source-only arm trains on its source as if it were real."""
+    return {a.name: (a, ratio if (a.source and a.real) else 0.0) for a in ARMS}
+
+
+def arm_labels() -> dict[str, str]:
+    return {a.name: a.label for a in (*ARMS, ATLAS)}
