@@ -53,6 +53,7 @@ def machine() -> dict:
     return {
         "cpu": platform.processor() or platform.machine(),
         "cpu_model": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
         "cores": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "torch": torch.__version__,
@@ -71,3 +72,14 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+def _cpu_flags() -> list[str]:
+    """The CPU's vector / matrix flags that decide fp32 and bf16 speed (avx2, avx512*, amx*)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx2", "avx512", "amx")))
+    except OSError:
+        pass
+    return []

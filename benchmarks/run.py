@@ -27,8 +27,9 @@ from benchmarks import e2e, measure
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-CASES = ("essnet", "unet", "synthesis", "prepare", "prepare_scaling")
+CASES = ("essnet", "unet", "synthesis", "prepare", "prepare_scaling", "unet_ensemble", "essnet_ensemble", "startup")
 WARMUP, STEPS = 5, 40  # training steps: not counted, then timed
+ENSEMBLE_WARMUP = 2  # EssNet ensembles: steps per member not counted (each ~1 s); timed: --steps / 10
 
 
 def _params():
@@ -49,6 +50,16 @@ def _run_case(name: str, work: Path, steps: int) -> dict:
         return cases.essnet(params, prepared, out, WARMUP, steps)
     if name == "unet":
         return cases.unet(params, prepared, out, WARMUP, steps)
+    if name in ("unet_ensemble", "essnet_ensemble"):
+        from benchmarks import ensemble
+
+        if name == "unet_ensemble":  # K = 6 U-Net seeds; K = 3 generators (the targets' sizes)
+            return ensemble.unet_ensemble(params, prepared, WARMUP, steps, k=6)
+        return ensemble.essnet_ensemble(params, prepared, out, ENSEMBLE_WARMUP, max(2, steps // 10), k=3)
+    if name == "startup":
+        from benchmarks.startup import startup
+
+        return startup(REPO)
     if name == "synthesis":
         return cases.synthesis(params, prepared, out, repeats=3)
     if name == "prepare":
@@ -170,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="liversynth-bench-") as tmp:
         work = Path(tmp)
         wanted = [c for c in args.only.split(",") if c]
-        if set(wanted) & {"essnet", "unet", "synthesis", "prepare"}:
+        if set(wanted) & {"essnet", "unet", "synthesis", "prepare", "unet_ensemble", "essnet_ensemble"}:
             _make_data(work)
         for name in wanted:
             attempt(name, (lambda: _summarise_scaling(_scaling(work))) if name == "prepare_scaling" else (
@@ -181,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     order = ["essnet_train", "unet_train", "synthesis", "prepare", "prepare_scaling", "dvc_repro", "dvc_repro_noop"]
     found = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*.json")}
     everything = {k: found[k] for k in sorted(found, key=lambda k: order.index(k) if k in order else 99)}
-    table = table_markdown(everything, info)
+    from benchmarks.summary import ensemble_markdown, startup_markdown
+
+    plain = {k: v for k, v in everything.items() if not k.startswith(("unet_ensemble", "essnet_ensemble", "startup"))}
+    table = table_markdown(plain, info) + ensemble_markdown(everything) + startup_markdown(everything)
     (RESULTS / "summary.md").write_text(table)
     print(table)
     return 1 if any("error" in r for r in results.values()) else 0

@@ -1,0 +1,50 @@
+"""summary.md sections for the ensemble/roofline and start-up results (figures only from results JSON)."""
+from __future__ import annotations
+
+
+def _cpu(r: dict) -> str:
+    m = r.get("machine", {})
+    flags = m.get("cpu_flags", [])
+    bf16 = "avx512_bf16" if "avx512_bf16" in flags else "no avx512_bf16"
+    amx = "AMX" if any(f.startswith("amx") for f in flags) else "no AMX"
+    return (f"{m.get('cpu_model', '?')} ({m.get('cores', '?')} cores, {bf16}, {amx}), torch {m.get('torch', '?')} "
+            f"{m.get('torch_threads', '?')} threads, 1-min load {r.get('load_avg_1m', '?')} at the end, {r.get('date', '')}")
+
+
+def ensemble_markdown(results: dict[str, dict]) -> str:
+    rows = [(n, r) for n, r in results.items() if n.startswith(("unet_ensemble", "essnet_ensemble"))]
+    if not rows:
+        return ""
+    lines = ["", "### Ensembles: K seeds as one batched model vs K sequential trainings", "",
+             "| benchmark | K | ensemble | sequential | ratio (target) | ensemble bf16 / ratio | GFLOP per member-step | "
+             "achieved GFLOP/s ens / seq / ens bf16 | measured peak GFLOP/s GEMM, conv fp32 (bf16) | "
+             "peak RSS ens / seq (MiB) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in rows:
+        if "error" in r:
+            lines.append(f"| {name} | failed: see benchmarks/results/{name}.json | | | | | | | | |")
+            continue
+        g, p, rss = r["gflops_achieved"], r["peak_gflops"], r["peak_rss_mb"]
+        lines.append(
+            f"| {name} ({r['unit']}, batch {r['batch_size']}, {r['image_size']} px) | {r['k']} | {r['ensemble']:.2f} | "
+            f"{r['sequential']:.2f} | {r['ratio']:.2f}x (>= {r['target_ratio']}x) | {r['ensemble_bf16']:.2f} / "
+            f"{r['ratio_bf16']:.2f}x | {r['gflop_per_member_step']:.2f} | {g['ensemble']:.1f} / {g['sequential']:.1f} / "
+            f"{g['ensemble_bf16']:.1f} | {p['gemm_fp32']:.0f}, {p['conv_fp32']:.0f} ({p['gemm_bf16']:.0f}, "
+            f"{p['conv_bf16']:.0f}) | {rss.get('ensemble', 0):.0f} / {rss.get('sequential', 0):.0f} |")
+    lines += [""] + [f"- {name}: {_cpu(r)}" for name, r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def startup_markdown(results: dict[str, dict]) -> str:
+    r = results.get("startup")
+    if not r or "error" in r:
+        return "" if not r else "\n### Stage start-up\n\nfailed: see benchmarks/results/startup.json\n"
+    lines = ["", "### Stage start-up (fresh interpreter each)", "", "| what | seconds |", "| --- | --- |"]
+    for key, value in r.items():
+        if key.endswith("_s") and isinstance(value, (int, float)) and key != "wall_s":
+            lines.append(f"| {key[:-2].replace('_', ' ')} | {value:.2f} |")
+    for key, value in r.items():
+        if key.startswith("top_imports_"):
+            top = ", ".join(f"{row['module']} {row['seconds']:.2f}" for row in value[:8])
+            lines.append(f"| top imports of {key[len('top_imports_'):]} (cumulative s) | {top} |")
+    lines += ["", f"- startup: {_cpu(r)}"]
+    return "\n".join(lines) + "\n"
