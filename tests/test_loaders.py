@@ -6,7 +6,6 @@ the split manifest, and the real-sample conversion (when its archive has been fe
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -177,7 +176,7 @@ def test_real_sample_conversion_reads_real_ct_dicom_and_mri(tmp_path):
     write_real_sample(SDIST, expected_sha256(REPO / "data" / "real_sample.sha256"), raw)
     assert holds_real_sample(raw)
     params = Params.from_yaml(REPO / "params-real-sample.yaml")
-    data = dataclasses.replace(params.data, raw_dir=str(raw), manifest=str(raw / "splits.json"))
+    data = params.data.model_copy(update={"raw_dir": str(raw), "manifest": str(raw / "splits.json")})
     reader = reader_for(data.dataset)
     assert reader.list_patients(raw, "mri") == [f"ts-mr-slab{k}" for k in range(MRI_SLABS)]
     for modality, patient, slices in (("ct", "ts-ct-dicom", 20), ("ct", "ts-ct-nifti", 30), ("mri", "ts-mr-slab2", 4)):
