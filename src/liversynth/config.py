@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from liversynth.utils.param_errors import RuleError, format_errors
+
 __all__ = [
     "DATASETS", "DataConfig", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
     "PrepareConfig", "RegisterConfig", "RuleError", "RuntimeConfig", "SynthesizeConfig", "TuneConfig", "UNetConfig",
@@ -25,15 +27,6 @@ __all__ = [
 
 DATASETS = ("phantom", "nifti", "dicom", "real-sample", "chaos")  # = data.readers.registry.DATASETS (tested)
 ESSNET_GENERATOR_STRIDE = 4  # two stride-2 convolutions down, two transposed ones up (models.generator)
-MRI_SPLITS = ("train", "unlabelled", "val", "test")
-
-
-class RuleError(ValueError):
-    """A broken rule; `key` (relative to the section) when it is not the field being validated."""
-
-    def __init__(self, rule: str, key: str | None = None, value: Any = None) -> None:
-        super().__init__(rule)
-        self.rule, self.key, self.value = rule, key, value
 
 
 def _as_tuple(value: Any) -> Any:
@@ -62,11 +55,15 @@ def _check_range(value: int | list[int]) -> int | list[int]:
 LabelRange = Annotated[int | list[int], AfterValidator(_check_range)]  # one value, or [low, high]
 
 
+def _labels(**labels: int | list[int]) -> dict[str, int | list[int]]:
+    return labels
+
+
 class DataConfig(_Section):
     dataset: Literal["phantom", "nifti", "dicom", "real-sample", "chaos"] = "phantom"
     raw_dir: str = "data/raw"
     # Raw mask value meaning liver per cohort: one value, or an inclusive [low, high] range.
-    liver_label: dict[str, LabelRange] = Field(default_factory=lambda: {"ct": 1, "mri": 1})
+    liver_label: dict[str, LabelRange] = Field(default_factory=lambda: _labels(ct=1, mri=1))
     # Raw mask values allowed per cohort (values and [low, high] ranges); a cohort not listed is
     # not checked. Anything else in a mask is an error, not silently background.
     label_values: dict[str, list[LabelRange]] = Field(default_factory=dict)
@@ -93,13 +90,18 @@ class PhantomConfig(_Section):
     spacing_mm: PosFloat = 6.0
 
 
+SplitName = Literal["train", "unlabelled", "val", "test"]
+
+
+def _splits(**counts: int) -> dict[SplitName, int]:
+    return {k: counts[k] for k in ("train", "unlabelled", "val", "test")}
+
+
 class PrepareConfig(_Section):
     image_size: Annotated[int, Field(ge=8)] = 64
     ct_window: Pair = (-250.0, 350.0)
     mri_percentiles: Pair = (0.5, 99.5)
-    mri_splits: dict[Literal["train", "unlabelled", "val", "test"], NonNegInt] = Field(
-        default_factory=lambda: {"train": 2, "unlabelled": 2, "val": 3, "test": 5}
-    )
+    mri_splits: dict[SplitName, NonNegInt] = Field(default_factory=lambda: _splits(train=2, unlabelled=2, val=3, test=5))
     split_seed: int = 0
 
     @field_validator("ct_window")
@@ -263,86 +265,11 @@ with warnings.catch_warnings():
             try:
                 return cls.model_validate(raw)
             except ValidationError as err:
-                raise ValueError("\n".join(_messages(err, raw, str(path)))) from None
+                raise ValueError("\n".join(format_errors(err, raw, str(path), cls))) from None
 
         def section(self, name: str) -> dict[str, Any]:
             """One section as a flat dict, for logging as MLflow params."""
             return dict(getattr(self, name).model_dump())
-
-
-_TYPE_RULES = {"int_type": "expected an integer", "float_type": "expected a number", "string_type": "expected a string",
-               "bool_type": "expected true or false", "list_type": "expected a list", "tuple_type": "expected a list",
-               "dict_type": "expected a mapping", "model_type": "expected a mapping", "missing": "missing a value",
-               "too_short": "must not be empty", "string_too_short": "must not be empty", "none_required": "expected null"}
-_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than": ("<", "lt"),
-           "less_than_equal": ("<=", "le")}
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, tuple):
-        value = list(value)
-    if isinstance(value, dict):
-        value = {k: _show_inner(v) for k, v in value.items()}
-    return repr(value)
-
-
-def _show_inner(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _rule(error: Any) -> str:
-    kind, ctx = error["type"], error.get("ctx") or {}
-    if kind in _BOUNDS:
-        op, name = _BOUNDS[kind]
-        return f"must be {op} {ctx[name]}"
-    if kind == "literal_error":
-        return f"must be one of {ctx['expected']}"
-    if kind == "too_long":
-        return f"has {ctx.get('actual_length')} items, expected at most {ctx.get('max_length')}"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    return _TYPE_RULES.get(kind, str(error["msg"]).removeprefix("Value error, "))
-
-
-def _key_path(loc: tuple[Any, ...], raw: Any) -> list[str]:
-    """The loc's parts that are keys of the raw YAML (pydantic adds union member names like 'int')."""
-    keys, node = [], raw
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            continue
-        keys.append(str(part))
-    return keys
-
-
-def _messages(err: ValidationError, raw: dict[str, Any], where: str) -> list[str]:
-    """One `file: dotted.key = value: rule` line per broken rule (union alternatives joined by 'or')."""
-    found: dict[str, list[str]] = {}
-    for e in err.errors():
-        keys = _key_path(tuple(e["loc"]), raw)
-        value, rule = e.get("input"), _rule(e)
-        cause = (e.get("ctx") or {}).get("error")
-        if isinstance(cause, RuleError) and cause.key is not None:
-            keys = [*keys, *cause.key.split(".")]
-            value = cause.value
-        if e["type"] == "extra_forbidden":
-            rule = f"unknown key; known: {sorted(_known(keys[:-1]))}"
-        head = ".".join(keys) or "(top level)"
-        text = f"{head} = {_show(value)}"
-        found.setdefault(text, [])
-        if rule not in found[text]:
-            found[text].append(rule)
-    return [f"{where}: {text}: {' or '.join(rules)}" for text, rules in found.items()]
-
-
-def _known(keys: list[str]) -> set[str]:
-    model: Any = Params
-    for k in keys:
-        model = model.model_fields[k].annotation
-    return {f.alias or n for n, f in model.model_fields.items()}
 
 
 def check_file(path: str | Path) -> Params:
