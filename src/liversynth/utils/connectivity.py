@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -36,14 +37,21 @@ def check_http(url: str, what: str, timeout_s: float = 3.0, path: str = "") -> N
 
 
 def check_writable(path: Path, what: str) -> None:
-    """`path` (a file that may not exist yet) can be created or written, and so can its folder."""
+    """`path` (a file that may not exist yet) can be written: a probe file is created in the nearest
+    existing folder (root ignores permission bits, not a read-only file system), and an existing file
+    must be writable."""
     path = Path(path)
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        blocked = path if path.exists() and not os.access(path, os.W_OK) else folder
-        raise ServiceUnavailable(f"{what} is read-only: cannot write {blocked}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ServiceUnavailable(f"{what} is not writable: cannot create a file in {folder} ({err.strerror})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ServiceUnavailable(f"{what} is not writable: {path} is read-only")
 
 
 def check_tracking_store(uri: str, timeout_s: float = 3.0) -> None:
