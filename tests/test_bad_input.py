@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from liversynth.config import DataConfig, Params, PrepareConfig
+from liversynth.config import DataConfig, Params, PrepareConfig, UNetConfig
 from liversynth.data.readers.dicom_series import read_dicom_series
 from liversynth.data.prepare import prepare_dataset
 from liversynth.data.readers import RawDataError
@@ -22,6 +22,7 @@ from tests.raw_data import blob_patient, write_nifti_dataset, write_series
 PARAMS = Params(
     data=DataConfig(dataset="nifti", label_values={"ct": [0, 1, 2], "mri": [0, [1, 2]]}),
     prepare=PrepareConfig(image_size=12, mri_splits={"train": 1, "unlabelled": 1, "val": 1, "test": 1}),
+    unet=UNetConfig(channels=(8, 16, 32), strides=(2, 2)),  # 12 px: a total stride that divides it
 )
 
 

@@ -16,7 +16,7 @@ class RuleError(ValueError):
     """A broken rule; `key` (relative to the section) when it is not the field being validated."""
 
     def __init__(self, rule: str, key: str | None = None, value: Any = None) -> None:
-        super().__init__(rule)
+        super().__init__(f"{key} = {value!r}: {rule}" if key else rule)
         self.rule, self.key, self.value = rule, key, value
 
 
@@ -75,6 +75,8 @@ def format_errors(err: ValidationError, raw: dict[str, Any], where: str, root: t
         keys = _key_path(tuple(e["loc"]), raw)
         value, rule = e.get("input"), _rule(e)
         cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, RuleError):
+            rule = cause.rule
         if isinstance(cause, RuleError) and cause.key is not None:
             keys = [*keys, *cause.key.split(".")]
             value = cause.value
