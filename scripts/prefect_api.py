@@ -53,7 +53,7 @@ def kill_leftover(pid_file: Path) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return
-    if GUARD.encode() in cmdline and __file__.encode() in cmdline:
+    if GUARD.encode() in cmdline and Path(__file__).name.encode() in cmdline:
         print(f"prefect_api: killing a leftover Prefect server (guard pid {pid})", file=sys.stderr)
         os.killpg(pid, signal.SIGKILL)
 
