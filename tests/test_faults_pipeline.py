@@ -159,7 +159,8 @@ def test_training_resumed_from_its_checkpoint(killed_and_resumed):
                             else r.info.run_name.endswith(f"-ratio-{ratio}"))]
             assert resumed, f"{stage}: no resumed run for checkpoint {name} at step {step}"
             redone += step - max(resumed)
-            FIGURES[f"kill -9 during {stage}: {name} checkpoint step -> resumed_from_step"] = f"{step} -> {max(resumed)}"
+            FIGURES[f"kill -9 during {stage}: {name} checkpoint step -> resumed_from_step"] = \
+                f"{step} -> {max(resumed)}"
     assert redone == 0
     FIGURES["checkpointed steps redone after resume"] = str(redone)
 

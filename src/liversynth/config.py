@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from liversynth.utils.param_errors import RuleError, format_errors
 
@@ -101,7 +102,8 @@ class PrepareConfig(_Section):
     image_size: Annotated[int, Field(ge=8)] = 64
     ct_window: Pair = (-250.0, 350.0)
     mri_percentiles: Pair = (0.5, 99.5)
-    mri_splits: dict[SplitName, NonNegInt] = Field(default_factory=lambda: _splits(train=2, unlabelled=2, val=3, test=5))
+    mri_splits: dict[SplitName, NonNegInt] = Field(
+        default_factory=lambda: _splits(train=2, unlabelled=2, val=3, test=5))
     split_seed: int = 0
 
     @field_validator("ct_window")
