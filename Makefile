@@ -18,6 +18,11 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export TQDM_MININTERVAL ?= 5
+# An MLflow server that goes away mid-run: fail in seconds, not after urllib3's ~4 min of back-off
+# (a server unreachable at a stage's start fails at once: liversynth.utils.connectivity).
+export MLFLOW_HTTP_REQUEST_MAX_RETRIES ?= 2
+export MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR ?= 1
+export MLFLOW_HTTP_REQUEST_TIMEOUT ?= 30
 
 .PHONY: setup data run test ui tune bench results clean help
 
@@ -78,6 +83,7 @@ $(REAL_SAMPLE_SDIST): data/real_sample.sha256 | $(STAMP)
 	touch $@
 
 run: data
+	python -m liversynth.config params.yaml  # a bad value fails here, in seconds, naming the key
 	start=$$(date +%s); scripts/with_prefect_api.sh dvc repro; python -m flows.results --record-run $$start
 	dvc metrics show
 	@echo "MLflow UI: make ui    |    champion: see reports/registry.json"

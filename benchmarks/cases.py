@@ -5,7 +5,6 @@ RSS of each phase (the kernel's high-water mark, reset between phases).
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -60,14 +59,14 @@ def essnet(params: Params, prepared: Path, work: Path, warmup: int, steps: int, 
 
     def library(bf16: bool) -> Callable[[int, baseline.Clock], object]:
         def run(n: int, clock: baseline.Clock) -> object:
-            cfg = dataclasses.replace(params.essnet, steps=n, checkpoint_every=10**9)
+            cfg = params.essnet.model_copy(update={"steps": n, "checkpoint_every": 10**9})
             (work / "essnet.pt").unlink(missing_ok=True)  # never resume: every round starts fresh
             return train_essnet(ct, mri.images, cfg, seed=0, checkpoint=work / "essnet.pt", log_every=warmup,
                                 on_log=lambda step, _: clock(step), cpu_bf16=bf16)
         return run
 
     def plain(n: int, clock: baseline.Clock) -> object:
-        cfg = dataclasses.replace(params.essnet, steps=n)
+        cfg = params.essnet.model_copy(update={"steps": n})
         return baseline.plain_train_essnet(ct_dir, mri_dir, cfg, seed=0, tick=clock, device=pick_device())
 
     rss = PeakRss()
@@ -85,13 +84,13 @@ def unet(params: Params, prepared: Path, work: Path, warmup: int, steps: int, ro
 
     def library(bf16: bool) -> Callable[[int, baseline.Clock], object]:
         def run(n: int, clock: baseline.Clock) -> object:
-            cfg = dataclasses.replace(params.unet, steps=n, eval_every=warmup)
+            cfg = params.unet.model_copy(update={"steps": n, "eval_every": warmup})
             return train_unet(real, syn, 1.0, cfg, seed=0, on_eval=lambda step, _: clock(step), progress=False,
                               cpu_bf16=bf16)
         return run
 
     def plain(n: int, clock: baseline.Clock) -> object:
-        return baseline.plain_train_unet(real_dir, syn_dir, 1.0, dataclasses.replace(params.unet, steps=n),
+        return baseline.plain_train_unet(real_dir, syn_dir, 1.0, params.unet.model_copy(update={"steps": n}),
                                          seed=0, tick=clock, device=pick_device())
 
     rss = PeakRss()

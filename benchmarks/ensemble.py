@@ -8,7 +8,6 @@ buffer copy), against K sequential `train_essnet` runs.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -99,7 +98,7 @@ def unet_ensemble(params: Params, prepared: Path, warmup: int, steps: int, k: in
 
     def ensemble(bf16: bool) -> Variant:
         def run(n: int) -> tuple[int, float]:
-            cfg = dataclasses.replace(params.unet, steps=warmup + n, eval_every=warmup)
+            cfg = params.unet.model_copy(update={"steps": warmup + n, "eval_every": warmup})
             clock = baseline.Clock(warmup)
             train_unet_ensemble(real, syn, 1.0, cfg, seeds, progress=False, cpu_bf16=bf16,
                                 on_eval=lambda seed, step, _: clock(step) if seed == seeds[0] else None)
@@ -107,7 +106,7 @@ def unet_ensemble(params: Params, prepared: Path, warmup: int, steps: int, k: in
         return run
 
     def sequential(n: int) -> tuple[int, float]:
-        cfg = dataclasses.replace(params.unet, steps=warmup + n, eval_every=warmup)
+        cfg = params.unet.model_copy(update={"steps": warmup + n, "eval_every": warmup})
         total_n, total_s = 0, 0.0
         for seed in seeds:
             clock = baseline.Clock(warmup)
@@ -215,7 +214,7 @@ def essnet_ensemble(params: Params, prepared: Path, work: Path, warmup: int, ste
         for seed in seeds:
             clock = baseline.Clock(warmup)
             (work / "essnet.pt").unlink(missing_ok=True)
-            train_essnet(ct, mri.images, dataclasses.replace(cfg, steps=warmup + n, checkpoint_every=10**9),
+            train_essnet(ct, mri.images, cfg.model_copy(update={"steps": warmup + n, "checkpoint_every": 10**9}),
                          seed=seed, checkpoint=work / "essnet.pt", log_every=warmup, on_log=lambda s, _: clock(s))
             total_n, total_s = total_n + clock.n, total_s + clock.elapsed
         return total_n, total_s

@@ -11,7 +11,6 @@ touched except benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -105,10 +104,10 @@ def _scaling(work: Path) -> dict:
                     shutil.copytree(src, raw / modality / f"{src.name}r{k}")
         n_ct = n_mri = 8 * factor
         splits = {"train": n_mri // 4, "unlabelled": n_mri // 4, "val": n_mri // 4, "test": n_mri // 4}
-        params = dataclasses.replace(base, data=dataclasses.replace(base.data, dataset="nifti"),
-                                     prepare=PrepareConfig(image_size=96, mri_splits=splits))
+        params = base.model_copy(update={"data": base.data.model_copy(update={"dataset": "nifti"}),
+                                       "prepare": PrepareConfig(image_size=96, mri_splits=splits)})
         cfg = work / f"scale-params-{factor}.json"
-        cfg.write_text(json.dumps(dataclasses.asdict(params)))
+        cfg.write_text(json.dumps(params.model_dump(by_alias=True)))
         for kind in ("optimised", "baseline"):
             run = _child(["--prepare-one", str(cfg), str(raw), str(work / f"scale-out-{factor}-{kind}"), kind])
             out["runs"][f"{kind}_{n_ct + n_mri}"] = run

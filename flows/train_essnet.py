@@ -9,7 +9,6 @@ a killed run picks up where it stopped on the next `dvc repro`, and its MLflow r
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import mlflow
 import numpy as np
@@ -35,7 +34,7 @@ def train_essnet_flow(variant: str = "essnet") -> dict:
     checkpoint = paths.essnet_checkpoint(variant)
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
     # Reopen the interrupted run only for this same work (same params and data), never another's.
-    key = fingerprint(dataclasses.asdict(cfg), params.seed, variant, lock_hash(paths.PREPARED))
+    key = fingerprint(cfg.model_dump(), params.seed, variant, lock_hash(paths.PREPARED))
     record = checkpoint.with_suffix(".mlflow_run")
     with recorded_run(record, key, lambda run_id: stage_run(params, "train_essnet", ("essnet",), run_id,
                                                             variant=variant), resume=checkpoint.exists()):

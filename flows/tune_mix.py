@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 import mlflow
 import optuna
@@ -19,14 +20,16 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from flows.common import load_params
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet
-from liversynth.paths import PREPARED, TUNE_RESULT, TUNE_TRIALS, synthetic_dir
+from liversynth.paths import CHECKPOINTS, PREPARED, TUNE_RESULT, TUNE_TRIALS, synthetic_dir
 from liversynth.tracking.runs import lineage_tags, setup_mlflow, stage_run
-from liversynth.training.mix_ratio_study import best_ratio, open_study, run_study, trial_table
+from liversynth.training.mix_ratio_study import best_ratio, open_study, run_study, trial_checkpoint, trial_table
 from liversynth.training.unet import train_unet
 from liversynth.utils.files import write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
 SYNTHETIC = synthetic_dir("essnet")
+# A trial checkpoints like the other trainings: a killed trial is re-queued and its rerun resumes.
+TRIAL_CHECKPOINTS = CHECKPOINTS / "tune"
 
 
 def study_name(params: Params) -> str:
@@ -56,7 +59,10 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -
                               tags={**lineage_tags(params, "tune_mix"), "kind": "unet", "arm": "trial"}):
             mlflow.log_params({"ratio": ratio, "seed": params.tune.seed, "trial": trial.number})
             result = train_unet(real, synthetic, ratio, params.unet, seed=params.tune.seed, val=val,
+                                checkpoint=trial_checkpoint(TRIAL_CHECKPOINTS, study.study_name, ratio),
                                 on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
+            if result.resumed_from:
+                mlflow.set_tag("resumed_from_step", str(result.resumed_from))
             mlflow.log_metrics({"val_iou": result.best_val_iou,
                                 "val_dice": max(r.get("val_dice", 0.0) for r in result.history)})
             trial.set_user_attr("val_dice", max(r.get("val_dice", 0.0) for r in result.history))
@@ -111,6 +117,7 @@ def tune_mix_flow(workers: int = 1) -> dict:
         mlflow.log_dict(result, "tune.json")
     write_json(TUNE_RESULT, result)
     write_csv(TUNE_TRIALS, rows, ["ratio", "val_iou", "val_dice", "trial"])
+    shutil.rmtree(TRIAL_CHECKPOINTS, ignore_errors=True)  # every trial is complete in the study
     return result
 
 

@@ -4,7 +4,6 @@ the stage may run them."""
 from __future__ import annotations
 
 import ast
-from dataclasses import fields
 from pathlib import Path
 
 from liversynth.config import Params
@@ -12,7 +11,7 @@ from liversynth.config import Params
 ROOTS = {"liversynth": Path("src/liversynth"), "flows": Path("flows")}
 # Tracking-only: where runs are logged, not what a stage computes; a new tracking URI reruns nothing.
 UNTRACKED_SECTIONS = {"mlflow"}
-SECTIONS = {f.name for f in fields(Params)}
+SECTIONS = {f.alias or name for name, f in Params.model_fields.items()}
 
 
 def module_file(repo: Path, module: str) -> Path | None:

@@ -2,7 +2,6 @@
 and the problem, and leaves the previous prepared data, the MLflow store and DVC's view intact."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from liversynth.config import DataConfig, Params, PrepareConfig
+from liversynth.config import DataConfig, Params, PrepareConfig, UNetConfig
 from liversynth.data.readers.dicom_series import read_dicom_series
 from liversynth.data.prepare import prepare_dataset
 from liversynth.data.readers import RawDataError
@@ -23,6 +22,7 @@ from tests.raw_data import blob_patient, write_nifti_dataset, write_series
 PARAMS = Params(
     data=DataConfig(dataset="nifti", label_values={"ct": [0, 1, 2], "mri": [0, [1, 2]]}),
     prepare=PrepareConfig(image_size=12, mri_splits={"train": 1, "unlabelled": 1, "val": 1, "test": 1}),
+    unet=UNetConfig(channels=(8, 16, 32), strides=(2, 2)),  # 12 px: a total stride that divides it
 )
 
 
@@ -124,11 +124,11 @@ def _break(case: str, raw: Path) -> tuple[Path, Params]:
         _save(bad, data, img.affine)
     elif case == "patient in two splits":
         bad = _manifest(raw, {**every, "mri_test": ["mri/mri3", "mri/mri0"]})
-        params = dataclasses.replace(PARAMS, data=dataclasses.replace(PARAMS.data, manifest=str(bad)))
+        params = PARAMS.model_copy(update={"data": PARAMS.data.model_copy(update={"manifest": str(bad)})})
     elif case in ("manifest path ../", "manifest absolute path"):
         outside = "../../etc" if case.endswith("../") else str(raw.parent / "elsewhere" / "p")
         bad = _manifest(raw, {**every, "mri_val": [outside]})
-        params = dataclasses.replace(PARAMS, data=dataclasses.replace(PARAMS.data, manifest=str(bad)))
+        params = PARAMS.model_copy(update={"data": PARAMS.data.model_copy(update={"manifest": str(bad)})})
     elif case == "missing modality folder":
         bad = raw / "mri"
         shutil.rmtree(bad)
@@ -213,7 +213,7 @@ def test_data_step_refuses_broken_raw_data_before_dvc_versions_it(tmp_path, monk
 
     raw = tmp_path / "data" / "raw"
     write_nifti_dataset(raw, n_ct=2, n_mri=4)
-    params = dataclasses.replace(PARAMS, data=dataclasses.replace(PARAMS.data, raw_dir=str(raw)))
+    params = PARAMS.model_copy(update={"data": PARAMS.data.model_copy(update={"raw_dir": str(raw)})})
     monkeypatch.setattr(generate_data, "load_params", lambda: params)
     monkeypatch.setattr(sys, "argv", ["generate_data", "--check"])
     generate_data.main()

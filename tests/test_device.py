@@ -1,7 +1,6 @@
 """Device helpers: opt-in CPU bf16 autocast and host->device batch copies."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import torch
@@ -40,6 +39,6 @@ def test_unet_trains_in_cpu_bf16() -> None:
 
 def test_bf16_essnet_checkpoints_are_not_resumed_as_fp32() -> None:
     ct = blob_slices(8)
-    cfg = dataclasses.replace(EssNetConfig(), steps=2)
+    cfg = EssNetConfig().model_copy(update={"steps": 2})
     assert fingerprint(cfg, 0, ct, ct.images) != fingerprint(cfg, 0, ct, ct.images, cpu_bf16=True)
     assert fingerprint(cfg, 0, ct, ct.images) == fingerprint(cfg, 0, ct, ct.images, cpu_bf16=False)

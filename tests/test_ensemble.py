@@ -1,7 +1,6 @@
 """K U-Net seeds trained as one batched model: each member is train_unet(seed=s), runs are reproducible."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
@@ -81,7 +80,7 @@ def test_each_member_matches_a_separate_training(data, ensemble):
 
 def test_initial_weights_are_train_unets(data):
     real, _, _ = data
-    cfg = dataclasses.replace(CFG, steps=1, eval_every=1, lr=0.0)  # lr 0: weights stay at init
+    cfg = CFG.model_copy(update={"steps": 1, "eval_every": 1, "lr": 0.0})  # lr 0: weights stay at init
     members = train_unet_ensemble(real, None, 0.0, cfg, SEEDS, progress=False)
     for seed, member in zip(SEEDS, members):
         alone = train_unet(real, None, 0.0, cfg, seed=seed, progress=False)

@@ -6,7 +6,6 @@ the split manifest, and the real-sample conversion (when its archive has been fe
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from liversynth.data.readers.chaos import CHAOS_PARAMS, ChaosReader
-from liversynth.config import DataConfig, Params, PrepareConfig
+from liversynth.config import DataConfig, Params, PrepareConfig, UNetConfig
 from liversynth.data.readers.dicom_series import read_dicom_series
 from liversynth.data.split_manifest import read_split_manifest
 from liversynth.data.prepare import prepare_dataset
@@ -159,7 +158,7 @@ def test_manifest_assigns_splits(tmp_path):
                     "mri_val": ["mri1"], "mri_test": ["mri2"]}
     (tmp_path / "splits.json").write_text(json.dumps({"ct_train": ["ct/ct0"], "mri_test": ["mri/mri3"]}))
     params = Params(data=DataConfig(dataset="nifti", manifest=str(tmp_path / "splits.json")),
-                    prepare=PrepareConfig(image_size=12))
+                    prepare=PrepareConfig(image_size=12), unet=UNetConfig(channels=(8, 16, 32), strides=(2, 2)))
     manifest = prepare_dataset(params, tmp_path, tmp_path / "prepared")
     assert {k: v["patients"] for k, v in manifest["splits"].items()} == {
         "ct_train": ["ct0"], "mri_train": [], "mri_unlabelled": [], "mri_val": [], "mri_test": ["mri3"]}
@@ -177,7 +176,7 @@ def test_real_sample_conversion_reads_real_ct_dicom_and_mri(tmp_path):
     write_real_sample(SDIST, expected_sha256(REPO / "data" / "real_sample.sha256"), raw)
     assert holds_real_sample(raw)
     params = Params.from_yaml(REPO / "params-real-sample.yaml")
-    data = dataclasses.replace(params.data, raw_dir=str(raw), manifest=str(raw / "splits.json"))
+    data = params.data.model_copy(update={"raw_dir": str(raw), "manifest": str(raw / "splits.json")})
     reader = reader_for(data.dataset)
     assert reader.list_patients(raw, "mri") == [f"ts-mr-slab{k}" for k in range(MRI_SLABS)]
     for modality, patient, slices in (("ct", "ts-ct-dicom", 20), ("ct", "ts-ct-nifti", 30), ("mri", "ts-mr-slab2", 4)):
@@ -205,7 +204,8 @@ def test_data_step_swaps_builtin_datasets_but_never_your_data(tmp_path, monkeypa
     from liversynth.data.real_sample import RealSampleError
 
     params = yaml.safe_load((REPO / "tests" / "tiny_params.yaml").read_text())
-    params["phantom"].update(n_ct=1, n_mri=1, size=16, slices=2)
+    params["phantom"].update(n_ct=1, n_mri=3, size=16, slices=2)
+    params["prepare"].update(image_size=16, mri_splits={"train": 1, "val": 1, "test": 1})  # valid params
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(generate_data, "load_params", lambda: Params.from_yaml(tmp_path / "params.yaml"))
     monkeypatch.setattr(sys, "argv", ["generate_data"])

@@ -1,203 +1,308 @@
-"""Typed view of params.yaml: loaded once, passed down; unknown or missing keys are errors."""
+"""Typed, validated view of params.yaml: loaded once, checked before anything runs, passed down.
+
+Every section is a frozen pydantic model with `extra="forbid"` and strict types (a string "6" is
+not a number), ranges on each value and cross-field rules (image size vs the networks' strides,
+MRI splits vs the phantom cohort). A bad file fails in one line per problem, naming the file, the
+dotted key, the value and the rule: `params.yaml: essnet.steps = -5: must be >= 1`.
+`python -m liversynth.config params.yaml` checks a file (make run does, before `dvc repro`).
+"""
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
+import math
+import sys
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+
+from liversynth.utils.param_errors import RuleError, format_errors
 
 __all__ = [
-    "DataConfig", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
-    "PrepareConfig", "RegisterConfig", "RuntimeConfig", "SynthesizeConfig", "TuneConfig", "UNetConfig", "ValidateConfig"
+    "DATASETS", "DataConfig", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
+    "PrepareConfig", "RegisterConfig", "RuleError", "RuntimeConfig", "SynthesizeConfig", "TuneConfig", "UNetConfig",
+    "ValidateConfig", "check_file",
 ]
 
+DATASETS = ("phantom", "nifti", "dicom", "real-sample", "chaos")  # = data.readers.registry.DATASETS (tested)
+ESSNET_GENERATOR_STRIDE = 4  # two stride-2 convolutions down, two transposed ones up (models.generator)
 
-@dataclass(frozen=True)
-class DataConfig:
-    dataset: str = "phantom"
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value  # YAML gives lists; strict wants tuples
+
+
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Pair = Annotated[tuple[float, float], BeforeValidator(_as_tuple)]
+PosInts = Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _check_range(value: int | list[int]) -> int | list[int]:
+    if isinstance(value, list) and (len(value) != 2 or value[0] > value[1]):
+        raise RuleError("a range must be [low, high] with low <= high")
+    return value
+
+
+LabelRange = Annotated[int | list[int], AfterValidator(_check_range)]  # one value, or [low, high]
+
+
+def _labels(**labels: int | list[int]) -> dict[str, int | list[int]]:
+    return labels
+
+
+class DataConfig(_Section):
+    dataset: Literal["phantom", "nifti", "dicom", "real-sample", "chaos"] = "phantom"
     raw_dir: str = "data/raw"
     # Raw mask value meaning liver per cohort: one value, or an inclusive [low, high] range.
-    liver_label: dict[str, int | list[int]] = field(default_factory=lambda: {"ct": 1, "mri": 1})
+    liver_label: dict[str, LabelRange] = Field(default_factory=lambda: _labels(ct=1, mri=1))
     # Raw mask values allowed per cohort (values and [low, high] ranges); a cohort not listed is
     # not checked. Anything else in a mask is an error, not silently background.
-    label_values: dict[str, list[int | list[int]]] = field(default_factory=dict)
+    label_values: dict[str, list[LabelRange]] = Field(default_factory=dict)
     # In-plane pixel size (mm) to resample to before prepare crops/pads to image_size pixels;
     # None keeps each scan's own pixels and only resizes (the phantom is already on one grid).
-    spacing_mm: float | None = None
+    spacing_mm: PosFloat | None = None
     manifest: str | None = None  # optional split assignment (JSON/CSV), paths relative to raw_dir
-    mr_sequence: str = "T2SPIR"  # CHAOS only: T2SPIR, T1DUAL/InPhase or T1DUAL/OutPhase
+    mr_sequence: Literal["T2SPIR", "T1DUAL/InPhase", "T1DUAL/OutPhase"] = "T2SPIR"  # CHAOS only
 
 
-@dataclass(frozen=True)
-class RuntimeConfig:
+class RuntimeConfig(_Section):
     # Fixed, not "all cores": float results depend on the thread count (see liversynth.runtime.settings).
-    threads: int = 2
-    interop_threads: int = 1
+    threads: PosInt = 2
+    interop_threads: PosInt = 1
     deterministic: bool = True
 
 
-@dataclass(frozen=True)
-class PhantomConfig:
+class PhantomConfig(_Section):
     seed: int = 0
-    n_ct: int = 20
-    n_mri: int = 12
-    size: int = 64
-    slices: int = 16
-    spacing_mm: float = 6.0
+    n_ct: PosInt = 20
+    n_mri: PosInt = 12
+    size: Annotated[int, Field(ge=8)] = 64
+    slices: PosInt = 16
+    spacing_mm: PosFloat = 6.0
     # How far the MRI cohort's anatomy and scans depart from the CT cohort's (0 = same distribution):
     # slice range, field of view, body position, liver size, lesions (liversynth.data.phantom.CohortShift).
-    mri_shift: float = 0.0
+    mri_shift: Annotated[float, Field(ge=0, le=2)] = 0.0
 
 
-@dataclass(frozen=True)
-class PrepareConfig:
-    image_size: int = 64
-    ct_window: tuple[float, float] = (-250.0, 350.0)
-    mri_percentiles: tuple[float, float] = (0.5, 99.5)
-    mri_splits: dict[str, int] = field(
-        default_factory=lambda: {"train": 2, "unlabelled": 2, "val": 3, "test": 5}
-    )
+SplitName = Literal["train", "unlabelled", "val", "test"]
+
+
+def _splits(**counts: int) -> dict[SplitName, int]:
+    return {k: counts[k] for k in ("train", "unlabelled", "val", "test")}
+
+
+class PrepareConfig(_Section):
+    image_size: Annotated[int, Field(ge=8)] = 64
+    ct_window: Pair = (-250.0, 350.0)
+    mri_percentiles: Pair = (0.5, 99.5)
+    mri_splits: dict[SplitName, NonNegInt] = Field(
+        default_factory=lambda: _splits(train=2, unlabelled=2, val=3, test=5))
     split_seed: int = 0
 
+    @field_validator("ct_window")
+    @classmethod
+    def _window(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise RuleError("must be [low, high] with low < high")
+        return v
 
-@dataclass(frozen=True)
-class ValidateConfig:
-    min_slices: dict[str, int] = field(default_factory=dict)
-    min_liver_fraction: float = 0.25
+    @field_validator("mri_percentiles")
+    @classmethod
+    def _percentiles(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] < v[1] <= 100.0:
+            raise RuleError("must be [low, high] with 0 <= low < high <= 100")
+        return v
 
-
-@dataclass(frozen=True)
-class EssNetConfig:
-    steps: int = 500
-    batch_size: int = 4
-    ngf: int = 24
-    n_blocks: int = 6
-    ndf: int = 32
-    seg_channels: tuple[int, ...] = (16, 32, 64)
-    lr: float = 2e-4
-    beta1: float = 0.5
-    lambda_cycle: float = 10.0
-    lambda_seg: float = 1.0
-    pool_size: int = 50
-    checkpoint_every: int = 100
-
-
-@dataclass(frozen=True)
-class SynthesizeConfig:
-    batch_size: int = 32
+    @field_validator("mri_splits")
+    @classmethod
+    def _splits(cls, v: dict[str, int]) -> dict[str, int]:
+        for name in ("train", "val", "test"):
+            if v.get(name, 0) < 1:
+                raise RuleError(f"needs at least 1 MRI patient in {name!r}")
+        return v
 
 
-@dataclass(frozen=True)
-class UNetConfig:
-    channels: tuple[int, ...] = (16, 32, 64, 128)
-    strides: tuple[int, ...] = (2, 2, 2)
-    num_res_units: int = 1
-    steps: int = 300
-    batch_size: int = 16
-    lr: float = 1e-3
-    eval_every: int = 100
-    synthetic_anneal: float = 0.7  # synthetic share decays to 0 at this fraction of steps; 0 = constant
+class ValidateConfig(_Section):
+    min_slices: dict[str, NonNegInt] = Field(default_factory=dict)
+    min_liver_fraction: Fraction = 0.25
 
 
-@dataclass(frozen=True)
-class TuneConfig:
-    ratios: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+class EssNetConfig(_Section):
+    steps: PosInt = 500
+    batch_size: PosInt = 4
+    ngf: PosInt = 24
+    n_blocks: PosInt = 6
+    ndf: PosInt = 32
+    seg_channels: PosInts = (16, 32, 64)
+    lr: PosFloat = 2e-4
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    lambda_cycle: NonNegFloat = 10.0
+    lambda_seg: NonNegFloat = 1.0
+    pool_size: NonNegInt = 50
+    checkpoint_every: PosInt = 100
+
+    @field_validator("seg_channels")
+    @classmethod
+    def _two_levels(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(v) < 2:
+            raise RuleError("needs at least 2 levels (a U-Net)")
+        return v
+
+
+class SynthesizeConfig(_Section):
+    batch_size: PosInt = 32
+
+
+class UNetConfig(_Section):
+    channels: PosInts = (16, 32, 64, 128)
+    strides: PosInts = (2, 2, 2)
+    num_res_units: NonNegInt = 1
+    steps: PosInt = 300
+    batch_size: PosInt = 16
+    lr: PosFloat = 1e-3
+    eval_every: PosInt = 100
+    synthetic_anneal: Fraction = 0.7  # synthetic share decays to 0 at this fraction of steps; 0 = constant
+
+    @model_validator(mode="after")
+    def _levels(self) -> "UNetConfig":
+        if len(self.strides) != len(self.channels) - 1:
+            raise RuleError(f"needs len(channels) - 1 = {len(self.channels) - 1} entries (one per level below "
+                            "the first)", "strides", self.strides)
+        return self
+
+
+class TuneConfig(_Section):
+    ratios: Annotated[tuple[NonNegFloat, ...], BeforeValidator(_as_tuple), Field(min_length=1)] = (
+        0.0, 0.5, 1.0, 2.0, 4.0)
     seed: int = 0
-    storage: str = "optuna/journal.log"
+    storage: Annotated[str, Field(min_length=1)] = "optuna/journal.log"
+
+    @field_validator("ratios")
+    @classmethod
+    def _finite(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(math.isfinite(r) for r in v):
+            raise RuleError("every ratio must be finite")
+        return v
 
 
-@dataclass(frozen=True)
-class EvaluateConfig:
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n_bootstrap: int = 2000
-    ci: float = 0.95
+ArmName = Literal["real_only", "mix", "mix_cyclegan", "mix_ct", "mix_histmatch", "synthetic_only", "atlas"]
+
+
+class EvaluateConfig(_Section):
+    seeds: Annotated[tuple[int, ...], BeforeValidator(_as_tuple), Field(min_length=1)] = (0, 1, 2)
+    n_bootstrap: PosInt = 2000
+    ci: Annotated[float, Field(gt=0, lt=1)] = 0.95
     # Pre-registered before test is read: the primary comparison (arm minus baseline), its metric
     # (per-patient test IoU) and margin, and the sha256 of the test split it was registered for
     # ("" = none registered: the primary result is then reported as exploratory).
-    primary_arm: str = "mix"
-    primary_baseline: str = "real_only"
-    primary_metric: str = "iou"
-    primary_margin: float = 0.0
-    test_split_sha256: str = ""
+    primary_arm: ArmName = "mix"
+    primary_baseline: ArmName = "real_only"
+    primary_metric: Literal["iou", "dice"] = "iou"
+    primary_margin: NonNegFloat = 0.0
+    test_split_sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(v)) != len(v):
+            raise RuleError("seeds must be distinct")
+        return v
+
+    @model_validator(mode="after")
+    def _primary_differs(self) -> "EvaluateConfig":
+        if self.primary_arm == self.primary_baseline:
+            raise RuleError("primary_arm and primary_baseline must differ")
+        return self
 
 
-@dataclass(frozen=True)
-class RegisterConfig:
-    unet_name: str = "liversynth-unet"
-    generator_name: str = "liversynth-ct2mri"
+class RegisterConfig(_Section):
+    unet_name: Annotated[str, Field(min_length=1)] = "liversynth-unet"
+    generator_name: Annotated[str, Field(min_length=1)] = "liversynth-ct2mri"
     margin: float = 0.0
 
 
-@dataclass(frozen=True)
-class MlflowConfig:
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+class MlflowConfig(_Section):
+    tracking_uri: Annotated[str, Field(min_length=1)] = "sqlite:///mlruns/mlflow.db"
     artifact_dir: str = "mlruns/artifacts"
-    experiment: str = "liversynth"
+    experiment: Annotated[str, Field(min_length=1)] = "liversynth"
 
 
-@dataclass(frozen=True)
-class Params:
-    seed: int = 0
-    runtime: RuntimeConfig = RuntimeConfig()
-    data: DataConfig = DataConfig()
-    phantom: PhantomConfig = PhantomConfig()
-    prepare: PrepareConfig = PrepareConfig()
-    validate: ValidateConfig = ValidateConfig()
-    essnet: EssNetConfig = EssNetConfig()
-    synthesize: SynthesizeConfig = SynthesizeConfig()
-    unet: UNetConfig = UNetConfig()
-    tune: TuneConfig = TuneConfig()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    register: RegisterConfig = RegisterConfig()
-    mlflow: MlflowConfig = MlflowConfig()
+# `validate` and `register` shadow BaseModel's deprecated classmethods of those names, as intended.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Field name .* shadows an attribute", category=UserWarning)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "Params":
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"{path}: cannot read parameters: {err}") from err
-        return _build(cls, raw, str(path))
+    class Params(_Section):
+        seed: int = 0
+        runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+        data: DataConfig = Field(default_factory=DataConfig)
+        phantom: PhantomConfig = Field(default_factory=PhantomConfig)
+        prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+        validate: ValidateConfig = Field(default_factory=ValidateConfig)  # type: ignore[assignment]
+        essnet: EssNetConfig = Field(default_factory=EssNetConfig)
+        synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
+        unet: UNetConfig = Field(default_factory=UNetConfig)
+        tune: TuneConfig = Field(default_factory=TuneConfig)
+        evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+        register: RegisterConfig = Field(default_factory=RegisterConfig)
+        mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
-    def section(self, name: str) -> dict[str, Any]:
-        """One section as a flat dict, for logging as MLflow params."""
-        return dataclasses.asdict(getattr(self, name))
+        @model_validator(mode="after")
+        def _cross_field(self) -> "Params":
+            size = self.prepare.image_size
+            for factor, why in ((math.prod(self.unet.strides), "the U-Net's total stride, product of unet.strides"),
+                                (ESSNET_GENERATOR_STRIDE, "the EssNet generator's downsampling"),
+                                (2 ** (len(self.essnet.seg_channels) - 1),
+                                 "the EssNet segmenter's total stride, 2**(len(essnet.seg_channels) - 1)")):
+                if size % factor:
+                    raise RuleError(f"must be divisible by {factor} ({why})", "prepare.image_size", size)
+            if self.data.dataset == "phantom":
+                wanted = sum(self.prepare.mri_splits.values())
+                if wanted > self.phantom.n_mri:
+                    raise RuleError(f"asks for {wanted} MRI patients but the phantom cohort has phantom.n_mri = "
+                                    f"{self.phantom.n_mri}", "prepare.mri_splits", self.prepare.mri_splits)
+                if size > self.phantom.size:
+                    raise RuleError(f"must be <= phantom.size = {self.phantom.size} (upsampling the phantom adds "
+                                    "nothing)", "prepare.image_size", size)
+            return self
+
+        @classmethod
+        def from_yaml(cls, path: str | Path) -> "Params":
+            path = Path(path)
+            try:
+                raw = yaml.safe_load(path.read_text()) or {}
+            except (OSError, yaml.YAMLError) as err:
+                raise ValueError(f"{path}: cannot read parameters: {err}") from err
+            if not isinstance(raw, dict):
+                raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+            try:
+                return cls.model_validate(raw)
+            except ValidationError as err:
+                raise ValueError("\n".join(format_errors(err, raw, str(path), cls))) from None
+
+        def section(self, name: str) -> dict[str, Any]:
+            """One section as a flat dict, for logging as MLflow params."""
+            return dict(getattr(self, name).model_dump())
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-    values = {name: _coerce(hints[name], value, f"{where}:{name}") for name, value in raw.items()}
-    return cls(**values)
+def check_file(path: str | Path) -> Params:
+    """Load and validate a params file (raises ValueError with one line per problem)."""
+    return Params.from_yaml(path)
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
-        item = typing.get_args(hint)[0]
-        return tuple(_coerce(item, v, where) for v in value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, str, bool) and not isinstance(value, hint):
-        raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
+if __name__ == "__main__":
+    target = sys.argv[1] if len(sys.argv) > 1 else "params.yaml"
+    try:
+        check_file(target)
+    except ValueError as error:
+        sys.exit(str(error))
+    print(f"{target}: ok")

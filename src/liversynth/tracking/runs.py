@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from liversynth.config import Params
 from liversynth.runtime.machine import machine_record
 from liversynth.tracking.lineage import dvc_data_hash, git_commit
+from liversynth.utils.connectivity import check_tracking_store
 from liversynth.utils.files import write_atomic_file
 from liversynth.utils.process import owner_alive, owner_id
 
@@ -34,6 +35,7 @@ OWNER_TAG = "liversynth.owner"
 def setup_mlflow(params: Params) -> str:
     """Point MLflow at the store (MLFLOW_TRACKING_URI, else params) and return the experiment id."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", params.mlflow.tracking_uri)
+    check_tracking_store(uri)  # unreachable or read-only: one line naming the URL, in seconds
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

@@ -19,7 +19,6 @@ same seeds and thread count are bitwise identical.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -97,7 +96,7 @@ def ensemble_fingerprint(real: SliceSet, synthetic: SliceSet | None, ratio: floa
     """Identity of one ensemble training: data, ratio, config and the seeds in order."""
     arrays = [arr for part in (real, synthetic, val) if part is not None for arr in (part.images, part.labels)]
     extra = {"cpu_bf16": True} if cpu_bf16 else {}
-    return training_fingerprint(dataclasses.asdict(cfg), -1, arrays, ratio=float(ratio), seeds=list(seeds),
+    return training_fingerprint(cfg.model_dump(), -1, arrays, ratio=float(ratio), seeds=list(seeds),
                                 ensemble=True, **extra)
 
 

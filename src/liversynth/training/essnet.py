@@ -9,7 +9,6 @@ segmentation loss off (lambda_seg = 0), i.e. a plain CycleGAN.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +47,13 @@ def variant_config(cfg: EssNetConfig, variant: str) -> EssNetConfig:
     """The EssNet config of a variant: as given for `essnet`, segmentation loss off for `cyclegan`."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
-    return cfg if variant == "essnet" else dataclasses.replace(cfg, lambda_seg=0.0)
+    return cfg if variant == "essnet" else cfg.model_copy(update={"lambda_seg": 0.0})
 
 
 def fingerprint(cfg: EssNetConfig, seed: int, ct: SliceSet, mri_images: np.ndarray,
                 cpu_bf16: bool = False) -> str:
     """Identity of a training run, for deciding whether a checkpoint may be resumed."""
-    params = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUMABLE_KEYS}
+    params = {k: v for k, v in cfg.model_dump().items() if k not in _RESUMABLE_KEYS}
     # bf16 is another trajectory; only added when set, so existing fp32 checkpoints stay valid.
     extra = {"cpu_bf16": True} if cpu_bf16 else {}
     return training_fingerprint(params, seed, (ct.images, ct.labels, mri_images), **extra)

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from liversynth.utils.process import owner_alive, owner_id
 
 __all__ = ["best_ratio", "fail_dead_trials", "grid", "open_storage", "open_study", "remaining_trials",
-           "run_study", "trial_table"]
+           "run_study", "trial_checkpoint", "trial_table"]
 
 _LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 _WORKER_ATTR = "worker"  # "host:pid" of the process running a trial, to spot dead workers
@@ -137,6 +137,12 @@ def run_study(study: optuna.Study, objective: Callable[[float, optuna.Trial], fl
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) and n_trials != 0:
         study.optimize(run_one, n_trials=n_trials, callbacks=[stop_when_queue_empty])
     return study
+
+
+def trial_checkpoint(folder: Path, study_name: str, ratio: float) -> Path:
+    """Where the trial of `ratio` checkpoints: one file per study and ratio, so the re-queued trial of a
+    killed worker resumes it (the checkpoint's own fingerprint still guards data and config)."""
+    return Path(folder) / study_name / f"ratio-{float(ratio):g}.pt"
 
 
 def trial_table(study: optuna.Study) -> list[dict[str, float]]:

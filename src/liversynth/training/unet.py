@@ -15,7 +15,6 @@ of the same training continues from there instead of starting over.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +181,7 @@ def unet_fingerprint(real: SliceSet, synthetic: SliceSet | None, ratio: float, c
                      val: SliceSet | None) -> str:
     """Identity of one training (see training_fingerprint), ratio included."""
     arrays = [arr for part in (real, synthetic, val) if part is not None for arr in (part.images, part.labels)]
-    return training_fingerprint(dataclasses.asdict(cfg), seed, arrays, ratio=float(ratio))
+    return training_fingerprint(cfg.model_dump(), seed, arrays, ratio=float(ratio))
 
 
 def load_unet(path: Path, cfg: UNetConfig, device: torch.device | None = None) -> UNet:
