@@ -18,8 +18,9 @@ from typing import Any
 
 import mlflow
 import numpy as np
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
+from mlflow.types import Schema, TensorSpec
 from torch import nn
 
 from liversynth.config import PrepareConfig
@@ -68,8 +69,17 @@ def log_pyfunc(module: nn.Module, spec: ModelSpec, example: np.ndarray, spacing:
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(ENTRY_FILE),
             artifacts={"weights": str(weights), "spec": str(spec_path)},
-            signature=infer_signature(example, output, params=params), input_example=(example, params),
+            signature=_signature(output.dtype, params), input_example=(example, params),
             pip_requirements=_requirements())
+
+
+def _signature(output_dtype: np.dtype, params: dict[str, float]) -> ModelSignature:
+    """(N, H, W) float32 slices in, (N, H, W) out, any N, H, W; the spacing params with defaults."""
+    def schema(dtype: np.dtype) -> Schema:
+        return Schema([TensorSpec(np.dtype(dtype), (-1, -1, -1))])
+
+    return ModelSignature(schema(np.dtype(np.float32)), schema(output_dtype),
+                          infer_signature(None, None, params=params).params)
 
 
 def _requirements() -> list[str]:
