@@ -5,6 +5,7 @@ its masks on new scans are predictable: the box comes back where it was drawn.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import mlflow
@@ -48,6 +49,16 @@ def unet_spec(**kw) -> ModelSpec:
 
 
 def train_box_unet() -> torch.nn.Module:
+    """A fresh copy of the session's one trained box U-Net."""
+    from liversynth.models.unet import build_unet
+
+    model = build_unet(TINY)
+    model.load_state_dict(_box_unet_weights())
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=1)
+def _box_unet_weights() -> dict:
     images, labels, pids = [], [], []
     for k in range(16):
         img, lab = box_volume(k, (4, 40, 36) if k % 2 else (4, 48, 30))
@@ -59,7 +70,7 @@ def train_box_unet() -> torch.nn.Module:
     torch.manual_seed(0)
     result = train_unet(data, None, 0.0, TINY, seed=0, val=data, progress=False)
     assert result.best_val_iou > 0.6, result.history
-    return result.model.cpu().eval()
+    return {k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()}
 
 
 def register(module: torch.nn.Module, spec: ModelSpec, name: str = "liversynth-unet", unit: str = "u",

@@ -45,11 +45,11 @@ def predict_slices(module: nn.Module, spec: ModelSpec, slices: np.ndarray,
 class LiversynthModel(mlflow.pyfunc.PythonModel):
     """Rebuilds the network from `spec.json`, loads `weights.pt` with weights_only=True."""
 
-    def load_context(self, context: Any) -> None:
+    def load_context(self, context):  # untyped: MLflow reads type hints here as a schema
         self.spec = ModelSpec.load(Path(context.artifacts["spec"]))
         self.module = load_weights(self.spec.build_module(), Path(context.artifacts["weights"]))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(self, context, model_input, params=None):  # untyped, as above; signature set at log time
         return predict_slices(self.module, self.spec, np.asarray(model_input, np.float32), params)
 
 
