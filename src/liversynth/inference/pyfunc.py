@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pyfunc
 import numpy as np
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
+from mlflow.pyfunc import PythonModel
 from mlflow.types import Schema, TensorSpec
 from torch import nn
 
@@ -42,7 +44,7 @@ def predict_slices(module: nn.Module, spec: ModelSpec, slices: np.ndarray,
     return run(module, spec, np.asarray(slices, np.float32), spacing)
 
 
-class LiversynthModel(mlflow.pyfunc.PythonModel):
+class LiversynthModel(PythonModel):
     """Rebuilds the network from `spec.json`, loads `weights.pt` with weights_only=True."""
 
     def load_context(self, context):  # untyped: MLflow reads type hints here as a schema

@@ -67,7 +67,8 @@ def read_scan(path: Path, mr_sequence: str = "T2SPIR") -> Scan:
         if nifti is not None:
             return read_scan(nifti)
         series = read_dicom_series(_series_folder(path, mr_sequence) or path)
-        data, affine = series.voxels, series.affine
+        data: np.ndarray = series.voxels
+        affine = series.affine
     elif is_nifti(path):
         img, data = load_nifti(path)
         affine = np.asarray(img.affine, float)
@@ -83,7 +84,7 @@ def read_scan(path: Path, mr_sequence: str = "T2SPIR") -> Scan:
 
 def write_on_grid(scan: Scan, display: np.ndarray, out: Path, dtype: type = np.uint8) -> Path:
     """Write a display-orientation array as NIfTI on the scan's own grid (its shape and affine), atomically."""
-    data = from_display(scan.affine, display).astype(dtype)
+    data: np.ndarray = from_display(scan.affine, display).astype(dtype)
     if data.shape != scan.shape:
         raise ValueError(f"{out}: result shape {data.shape} is not the scan's {scan.shape}")
     img = nib.Nifti1Image(data, scan.affine)

@@ -44,13 +44,13 @@ class ModelSpec:
 
     @classmethod
     def for_unet(cls, prepare: PrepareConfig, spacing_mm: float | None, unet: UNetConfig, **kw: Any) -> ModelSpec:
-        return cls("unet", "mri", prepare.image_size, tuple(prepare.ct_window), tuple(prepare.mri_percentiles),
+        return cls("unet", "mri", prepare.image_size, _pair(prepare.ct_window), _pair(prepare.mri_percentiles),
                    spacing_mm, dataclasses.asdict(unet), **kw)
 
     @classmethod
     def for_generator(cls, prepare: PrepareConfig, spacing_mm: float | None, essnet: EssNetConfig,
                       **kw: Any) -> ModelSpec:
-        return cls("ct2mri", "ct", prepare.image_size, tuple(prepare.ct_window), tuple(prepare.mri_percentiles),
+        return cls("ct2mri", "ct", prepare.image_size, _pair(prepare.ct_window), _pair(prepare.mri_percentiles),
                    spacing_mm, {"ngf": essnet.ngf, "n_blocks": essnet.n_blocks}, **kw)
 
     @property
@@ -67,8 +67,9 @@ class ModelSpec:
         """The untrained network this spec describes (load the weights into it)."""
         if self.kind == "unet":
             fields = {f.name for f in dataclasses.fields(UNetConfig)}
-            cfg = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in self.network.items() if k in fields})
+            kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in self.network.items() if k in fields}
+            cfg = UNetConfig(**kwargs)
             return build_unet(cfg)
         return ResnetGenerator(1, 1, int(self.network["ngf"]), int(self.network["n_blocks"]))
 
@@ -89,3 +90,8 @@ class ModelSpec:
             return cls(**{k: v for k, v in raw.items() if k in known})
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: not a liversynth model spec ({type(err).__name__}: {err})") from err
+
+
+def _pair(values: Any) -> tuple[float, float]:
+    lo, hi = values
+    return float(lo), float(hi)
