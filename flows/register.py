@@ -33,6 +33,31 @@ from liversynth.utils.files import write_json
 from liversynth.utils.hashing import fingerprint
 
 
+def _members(params, challenger: dict, metrics: dict, splits: dict, test: SliceSet, ct: SliceSet,
+             shared: dict, training: dict, specs: dict) -> list[UnitMember]:
+    """The unit's two models: how each is logged (pyfunc + state_dict), its tags and model card."""
+    cfg, prep = params.register, params.prepare
+    spacing = (float(params.data.spacing_mm or 1.0),) * 2
+    unet = load_unet(challenger["path"], params.unet, torch.device("cpu"))
+    generator = load_generator(paths.generator_path("essnet"), params.essnet, torch.device("cpu"))
+    train = json.loads(shared["data.train_patients"])
+
+    def card(kind: str):
+        return lambda decision: version_card(
+            kind, metrics, dataset=params.data.dataset, train_patients=train, test_patients=splits["mri_test"],
+            test_split_hash=shared["data.test_split_hash"], decision=decision, training=training)
+
+    return [
+        UnitMember(cfg.unet_name, lambda: log_pyfunc(unet, specs["unet"], raw_like(test.images[:2], "mri", prep),
+                                                     spacing, "unet").model_uri,
+                   {**shared, **training}, card("unet"), model_description("unet")),
+        UnitMember(cfg.generator_name,
+                   lambda: log_pyfunc(generator, specs["ct2mri"], raw_like(ct.images[:2], "ct", prep), spacing,
+                                      "ct2mri_generator").model_uri,
+                   {**shared, "training_run_id": challenger["run_id"]}, card("ct2mri"), model_description("ct2mri")),
+    ]
+
+
 @flow(name="register")
 def register_flow() -> dict:
     params = load_params()
@@ -45,44 +70,27 @@ def register_flow() -> dict:
     train = {"mri": sorted(splits["mri_train"]), "ct": sorted(splits["ct_train"])}
     data = {"train_patients": tuple(f"{m}/{p}" for m, ps in train.items() for p in ps),
             "test_split_hash": fingerprint(sorted(splits["mri_test"]))}
+    specs = {"unet": ModelSpec.for_unet(prep, params.data.spacing_mm, params.unet, **data),
+             "ct2mri": ModelSpec.for_generator(prep, params.data.spacing_mm, params.essnet, **data)}
     unit = fingerprint(challenger["run_id"], Path(challenger["path"]), paths.generator_path("essnet"))
-    spacing = (float(params.data.spacing_mm or 1.0),) * 2
     with stage_run(params, "register", ("register",), unit=unit) as run:
         client = MlflowClient()  # after stage_run: it points MLflow at the project's store
-        lineage = {k: v for k, v in run.data.tags.items() if not k.startswith(("mlflow.", "machine.", "liversynth."))}
-        unet = load_unet(challenger["path"], params.unet, torch.device("cpu"))
-        generator = load_generator(paths.generator_path("essnet"), params.essnet, torch.device("cpu"))
-        unet_spec = ModelSpec.for_unet(prep, params.data.spacing_mm, params.unet, **data)
-        gen_spec = ModelSpec.for_generator(prep, params.data.spacing_mm, params.essnet, **data)
-        ours = per_patient_iou(unet, test)
+        ours = per_patient_iou(load_unet(challenger["path"], params.unet, torch.device("cpu")), test)
         training = {"training_run_id": challenger["run_id"], "ratio": f"{challenger['ratio']:g}",
                     "seed": str(challenger["seed"]), "test_iou": f"{float(np.mean(list(ours.values()))):.6f}",
                     "val_iou": f"{challenger['val_iou']:.6f}"}
-        shared = {**lineage, "synthetic_md5": lock_hash(paths.synthetic_dir("essnet")),
-                  "data.test_split_hash": data["test_split_hash"],
-                  "data.train_patients": json.dumps(train)[:4000],
+        shared = {**{k: v for k, v in run.data.tags.items() if not k.startswith(("mlflow.", "machine.", "liversynth."))},
+                  "synthetic_md5": lock_hash(paths.synthetic_dir("essnet")),
+                  "data.test_split_hash": data["test_split_hash"], "data.train_patients": json.dumps(train)[:4000],
                   "data.train_patients_hash": fingerprint(train),
                   **{f"params.{s}": json.dumps(params.section(s)) for s in ("unet", "tune", "essnet", "prepare")}}
 
         def decide():
-            return challenge_champion(client, cfg.unet_name, test, ours, unet_spec.preprocessing(),
+            return challenge_champion(client, cfg.unet_name, test, ours, specs["unet"].preprocessing(),
                                       metrics.get("gain_iou"), margin=cfg.margin,
-                                      n_bootstrap=params.evaluate.n_bootstrap, ci=params.evaluate.ci,
-                                      seed=params.seed)
+                                      n_bootstrap=params.evaluate.n_bootstrap, ci=params.evaluate.ci, seed=params.seed)
 
-        def card(kind: str):
-            return lambda decision: version_card(kind, metrics, dataset=params.data.dataset, train_patients=train,
-                                test_patients=splits["mri_test"], test_split_hash=data["test_split_hash"],
-                                decision=decision, training=training)
-
-        members = [
-            UnitMember(cfg.unet_name, lambda: log_pyfunc(unet, unet_spec, raw_like(test.images[:2], "mri", prep),
-                                                         spacing, "unet").model_uri,
-                       {**shared, **training}, card("unet"), model_description("unet")),
-            UnitMember(cfg.generator_name, lambda: log_pyfunc(generator, gen_spec, raw_like(ct.images[:2], "ct", prep),
-                                                              spacing, "ct2mri_generator").model_uri,
-                       {**shared, "training_run_id": challenger["run_id"]}, card("ct2mri"), model_description("ct2mri")),
-        ]
+        members = _members(params, challenger, metrics, splits, test, ct, shared, training, specs)
         versions, decision = register_unit(client, unit, members, decide)
         if not decision.promote:
             get_run_logger().warning("champion not moved: %s (%s)", decision.reason, decision.code)

@@ -81,3 +81,14 @@ def test_bad_inputs_are_named(box_unet, mlflow_store, tmp_path, capsys):
     assert main(["segment", str(tmp_path / "ok.nii.gz"), "-o", str(tmp_path / "m.nii.gz"),
                  "--tracking-uri", mlflow_store]) == 1  # nothing registered yet
     assert "liversynth-unet@champion" in capsys.readouterr().err
+
+
+def test_read_scan_finds_the_series_of_a_chaos_patient_folder(tmp_path):
+    from liversynth.inference.scan import read_scan
+
+    image = box_volume(3, (3, 20, 18))[0]
+    write_series(tmp_path / "MR/7/T2SPIR/DICOM_anon", image, ["IMG-1.dcm", "IMG-2.dcm", "IMG-3.dcm"])
+    write_series(tmp_path / "CT/2/DICOM_anon", image, ["a.dcm", "b.dcm", "c.dcm"])
+    for folder in (tmp_path / "MR/7", tmp_path / "CT/2"):
+        scan = read_scan(folder)
+        assert scan.image.shape == (3, 20, 18) and np.allclose(scan.image, np.round(image), atol=1.0)
