@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import mlflow
-import numpy as np
 from prefect import flow
 
 from flows.common import load_params
@@ -45,7 +44,7 @@ def segment_demo_flow() -> dict:
     report = {"model": uri, "version": model.version, "patient": patient, "scan": str(scan.source),
               "liver_ml": ml, "reference_ml": float(truth.sum()) * scan.voxel_ml, "dice": dice,
               "mask": str(paths.SEGMENT_DEMO_MASK), "figure": str(paths.SEGMENT_DEMO_FIGURE),
-              "shape": list(scan.shape), "grid_matches_input": bool(np.asarray(mask).size == int(np.prod(scan.shape)))}
+              "shape": list(scan.shape)}
     write_json(paths.SEGMENT_DEMO, report)
     return report
 

@@ -45,7 +45,7 @@ class GateDecision:
 
     def as_tags(self) -> dict[str, str]:
         tags = {"gate.promote": str(self.promote).lower(), "gate.reason": self.reason[:4000],
-                "gate.margin": f"{self.margin:g}", "gate.code": self.code}
+                "gate.margin": f"{self.margin:g}", **({"gate.code": self.code} if self.code else {})}
         for key in ("gain_mean", "ci_low", "ci_high"):
             value = getattr(self, key)
             if value is not None:
