@@ -87,6 +87,7 @@ run: data
 	start=$$(date +%s); scripts/with_prefect_api.sh dvc repro; python -m flows.results --record-run $$start
 	dvc metrics show
 	@echo "MLflow UI: make ui    |    champion: see reports/registry.json"
+	@echo "champion on a held-out test volume: reports/figures/segment_demo.png (liversynth segment: docs/using_the_champion.md)"
 
 test: setup
 	mypy

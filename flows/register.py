@@ -1,78 +1,103 @@
-"""Stage `register`: register the U-Net and the CT->MRI generator; move `champion` behind the gate.
+"""Stage `register`: register the U-Net and the CT->MRI generator of this run as one unit; move
+`champion` behind the gate.
 
-The current champion is re-scored on today's test split, so the comparison is paired patient by
-patient even if the test data changed since it was registered.
+Both are pyfunc models that carry their preprocessing (liversynth.inference.pyfunc), with their
+state_dicts as artifacts; the current champion is loaded weights-only (never unpickled) and re-scored
+on today's test split, paired patient by patient, when that split is disjoint from its training
+patients. A rerun after any failure completes the same unit (tracking.registry.register_unit).
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import torch
-from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.common import load_params
 from liversynth import paths
 from liversynth.data.slice_set import SliceSet
-from liversynth.evaluation.metrics import paired_bootstrap, per_patient_iou
+from liversynth.evaluation.metrics import per_patient_iou
+from liversynth.inference.pyfunc import log_pyfunc, raw_like
+from liversynth.inference.spec import ModelSpec
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.registry import CHAMPION, alias_version, apply_decision, gate
+from liversynth.tracking.model_card import model_description, version_card
+from liversynth.tracking.registry import CHAMPION, UnitMember, alias_version, challenge_champion, register_unit
 from liversynth.tracking.runs import stage_run
 from liversynth.training.essnet import load_generator
 from liversynth.training.unet import load_unet
 from liversynth.utils.files import write_json
+from liversynth.utils.hashing import fingerprint
 
 
-def _log_model(model: torch.nn.Module, example: np.ndarray, name: str, registered: str):
-    model = model.cpu().eval()
-    with torch.no_grad():
-        output = model(torch.as_tensor(example)).numpy()
-    return mlflow.pytorch.log_model(model, name=name, registered_model_name=registered,
-                                    signature=infer_signature(example, output), input_example=example)
+def _members(params, challenger: dict, metrics: dict, splits: dict, test: SliceSet, ct: SliceSet,
+             shared: dict, training: dict, specs: dict) -> list[UnitMember]:
+    """The unit's two models: how each is logged (pyfunc + state_dict), its tags and model card."""
+    cfg, prep = params.register, params.prepare
+    spacing = (float(params.data.spacing_mm or 1.0),) * 2
+    unet = load_unet(challenger["path"], params.unet, torch.device("cpu"))
+    generator = load_generator(paths.generator_path("essnet"), params.essnet, torch.device("cpu"))
+    train = json.loads(shared["data.train_patients"])
+
+    def card(kind: str):
+        return lambda decision: version_card(
+            kind, metrics, dataset=params.data.dataset, train_patients=train, test_patients=splits["mri_test"],
+            test_split_hash=shared["data.test_split_hash"], decision=decision, training=training)
+
+    return [
+        UnitMember(cfg.unet_name, lambda: log_pyfunc(unet, specs["unet"], raw_like(test.images[:2], "mri", prep),
+                                                     spacing, "unet").model_uri,
+                   {**shared, **training}, card("unet"), model_description("unet")),
+        UnitMember(cfg.generator_name,
+                   lambda: log_pyfunc(generator, specs["ct2mri"], raw_like(ct.images[:2], "ct", prep), spacing,
+                                      "ct2mri_generator").model_uri,
+                   {**shared, "training_run_id": challenger["run_id"]}, card("ct2mri"), model_description("ct2mri")),
+    ]
 
 
 @flow(name="register")
 def register_flow() -> dict:
     params = load_params()
-    cfg = params.register
+    cfg, prep = params.register, params.prepare
     models = json.loads(paths.UNET_MODELS.read_text())
     metrics = json.loads(paths.METRICS.read_text())
+    splits = {k: v["patients"] for k, v in json.loads((paths.PREPARED / "manifest.json").read_text())["splits"].items()}
     challenger = max((m for m in models if m["arm"] == "mix"), key=lambda m: m["val_iou"])
-    test = SliceSet.load(paths.PREPARED / "mri_test")
-    example = np.asarray(test.images[:2], dtype=np.float32)
-    with stage_run(params, "register", ("register",)) as run:
+    test, ct = SliceSet.load(paths.PREPARED / "mri_test"), SliceSet.load(paths.PREPARED / "ct_train")
+    train = {"mri": sorted(splits["mri_train"]), "ct": sorted(splits["ct_train"])}
+    data = {"train_patients": tuple(f"{m}/{p}" for m, ps in train.items() for p in ps),
+            "test_split_hash": fingerprint(sorted(splits["mri_test"]))}
+    specs = {"unet": ModelSpec.for_unet(prep, params.data.spacing_mm, params.unet, **data),
+             "ct2mri": ModelSpec.for_generator(prep, params.data.spacing_mm, params.essnet, **data)}
+    unit = fingerprint(challenger["run_id"], Path(challenger["path"]), paths.generator_path("essnet"))
+    with stage_run(params, "register", ("register",), unit=unit) as run:
         client = MlflowClient()  # after stage_run: it points MLflow at the project's store
-        lineage = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
-        unet = load_unet(challenger["path"], params.unet, torch.device("cpu"))
-        ours = per_patient_iou(unet, test)
-        gain = None
-        if alias_version(client, cfg.unet_name, CHAMPION) is not None:
-            champion = mlflow.pytorch.load_model(f"models:/{cfg.unet_name}@{CHAMPION}", map_location="cpu")
-            theirs = per_patient_iou(champion, test)
-            shared = sorted(set(ours) & set(theirs))
-            gain = paired_bootstrap(np.array([ours[p] - theirs[p] for p in shared]),
-                                    params.evaluate.n_bootstrap, params.evaluate.ci, seed=params.seed)
-        decision = gate(gain, cfg.margin)
-        tags = {**lineage, "synthetic_md5": lock_hash(paths.synthetic_dir("essnet")),
-                "training_run_id": challenger["run_id"],
-                "ratio": f"{challenger['ratio']:g}", "seed": str(challenger["seed"]),
-                "test_iou": f"{float(np.mean(list(ours.values()))):.6f}",
-                "val_iou": f"{challenger['val_iou']:.6f}",
-                **{f"params.{s}": json.dumps(params.section(s)) for s in ("unet", "tune", "essnet")}}
-        unet_info = _log_model(unet, example, "unet", cfg.unet_name)
-        apply_decision(client, cfg.unet_name, unet_info.registered_model_version, decision, tags)
-        generator = load_generator(paths.generator_path("essnet"), params.essnet)
-        gen_info = _log_model(generator, example, "ct2mri_generator", cfg.generator_name)
-        # The generator earns its place through the U-Net it produced: it follows the same decision.
-        apply_decision(client, cfg.generator_name, gen_info.registered_model_version, decision,
-                       {**lineage, "unet_version": str(unet_info.registered_model_version)})
+        ours = per_patient_iou(load_unet(challenger["path"], params.unet, torch.device("cpu")), test)
+        training = {"training_run_id": challenger["run_id"], "ratio": f"{challenger['ratio']:g}",
+                    "seed": str(challenger["seed"]), "test_iou": f"{float(np.mean(list(ours.values()))):.6f}",
+                    "val_iou": f"{challenger['val_iou']:.6f}"}
+        shared = {**{k: v for k, v in run.data.tags.items() if not k.startswith(("mlflow.", "machine.", "liversynth."))},
+                  "synthetic_md5": lock_hash(paths.synthetic_dir("essnet")),
+                  "data.test_split_hash": data["test_split_hash"], "data.train_patients": json.dumps(train)[:4000],
+                  "data.train_patients_hash": fingerprint(train),
+                  **{f"params.{s}": json.dumps(params.section(s)) for s in ("unet", "tune", "essnet", "prepare")}}
+
+        def decide():
+            return challenge_champion(client, cfg.unet_name, test, ours, specs["unet"].preprocessing(),
+                                      metrics.get("gain_iou"), margin=cfg.margin,
+                                      n_bootstrap=params.evaluate.n_bootstrap, ci=params.evaluate.ci, seed=params.seed)
+
+        members = _members(params, challenger, metrics, splits, test, ct, shared, training, specs)
+        versions, decision = register_unit(client, unit, members, decide)
+        if not decision.promote:
+            get_run_logger().warning("champion not moved: %s (%s)", decision.reason, decision.code)
         mlflow.log_dict(decision.as_tags(), "gate.json")
-        report = {"unet": {"name": cfg.unet_name, "version": unet_info.registered_model_version},
-                  "generator": {"name": cfg.generator_name, "version": gen_info.registered_model_version},
-                  "promoted": decision.promote, "reason": decision.reason,
+        report = {"unet": {"name": cfg.unet_name, "version": versions[cfg.unet_name]},
+                  "generator": {"name": cfg.generator_name, "version": versions[cfg.generator_name]},
+                  "unit": unit, "promoted": decision.promote, "reason": decision.reason, "code": decision.code,
                   "champion_version": alias_version(client, cfg.unet_name, CHAMPION),
                   "test_iou_mix_mean_over_seeds": metrics["test"]["mix"]["iou"]}
     write_json(paths.REGISTRY_REPORT, report)

@@ -28,7 +28,7 @@ def IGNORE(folder: str, names: list[str]) -> set[str]:
     skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
     return skip | (TOP_LEVEL_SKIP & set(names) if Path(folder) == REPO else set())
 STAGES = ["prepare", "validate", "train_essnet@essnet", "train_essnet@cyclegan", "synthesize@essnet",
-          "synthesize@cyclegan", "tune_mix", "train_unet", "evaluate", "register"]
+          "synthesize@cyclegan", "tune_mix", "train_unet", "evaluate", "register", "segment_demo"]
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
@@ -97,12 +97,31 @@ def test_mlflow_runs_and_registry(pipeline_repo):
         if r.data.tags["stage"] == "train_unet":
             assert "test_iou" in r.data.metrics and "test_dice" in r.data.metrics
         assert r.data.tags["git_commit"] != "unknown" and r.data.tags["data_dvc_md5"].endswith(".dir")
-    champion = client.get_model_version_by_alias("liversynth-unet", "champion")
-    assert champion.tags["gate.promote"] == "true" and "training_run_id" in champion.tags
-    assert str(client.get_model_version_by_alias("liversynth-ct2mri", "champion").version) == "1"
+    # One unit: U-Net and generator both complete, tagged, described; the first-run gate on metrics.json.
+    metrics = json.loads((repo / "metrics.json").read_text())
+    report = json.loads((repo / "reports/registry.json").read_text())
+    gain = metrics["gain_iou"]
+    assert report["promoted"] == (gain["mean"] > 0 and gain["ci_low"] > 0), report
+    for name in ("liversynth-unet", "liversynth-ct2mri"):
+        version = client.get_model_version_by_alias(name, "challenger")
+        assert str(version.version) == "1" and version.tags["liversynth.unit_complete"] == "true"
+        assert version.tags["gate.promote"] == str(report["promoted"]).lower() and version.tags["gate.code"]
+        assert "data.test_split_hash" in version.tags and "training_run_id" in version.tags
+        assert "phantom" in version.description and "CI" in version.description
+    from liversynth.inference.loading import load_registered
+
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlruns/mlflow.db'}")
-    model = mlflow.pytorch.load_model("models:/liversynth-unet@champion")
-    assert model is not None
+    alias = "champion" if report["promoted"] else "challenger"
+    model = load_registered(f"models:/liversynth-unet@{alias}")  # weights-only, never unpickled
+    assert model.spec.kind == "unet" and model.spec.test_split_hash
+    demo = json.loads((repo / "reports/segment_demo.json").read_text())
+    patient = demo["patient"]
+    import nibabel as nib
+
+    raw = nib.load(repo / f"data/raw/mri/{patient}/image.nii.gz")
+    mask = nib.load(repo / "reports/segment_demo_mask.nii.gz")
+    assert mask.shape == raw.shape and (mask.affine == raw.affine).all() and 0 <= demo["dice"] <= 1
+    assert (repo / "reports/figures/segment_demo.png").stat().st_size > 1000
 
 
 def test_second_repro_runs_nothing_and_status_is_clean(pipeline_repo):
@@ -138,7 +157,8 @@ def test_changing_a_param_reruns_only_dependent_stages(pipeline_repo):
     params["unet"]["steps"] = 9
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     out = run(["dvc", "repro"], repo, env).stdout
-    assert set(re.findall(r"Running stage '([^']+)'", out)) == {"tune_mix", "train_unet", "evaluate", "register"}, out
+    assert set(re.findall(r"Running stage '([^']+)'", out)) == {"tune_mix", "train_unet", "evaluate", "register",
+                                                                  "segment_demo"}, out
 
 
 def test_reverting_a_param_restores_from_the_run_cache(pipeline_repo):

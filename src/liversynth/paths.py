@@ -13,6 +13,7 @@ __all__ = [
     "UNET_DIR", "UNET_HISTORY", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
     "full_model_path", "generator_path", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
     "variant_grid", "variant_history", "variant_losses", "EVALUATE_FIGURES",
+    "SEGMENT_DEMO", "SEGMENT_DEMO_FIGURE", "SEGMENT_DEMO_MASK",
 ]
 
 VARIANTS = ("essnet", "cyclegan")  # the method and its ablation (EssNet without the segmenter loss)
@@ -35,6 +36,10 @@ REPORT = REPORTS / "report.html"
 PER_PATIENT = REPORTS / "per_patient.csv"
 REGISTRY_REPORT = REPORTS / "registry.json"
 MAKE_RUN = REPORTS / "make_run.json"  # wall time of the `make run` that produced metrics.json (not a stage output)
+# Stage segment_demo: one held-out test volume segmented by the champion, on its own grid.
+SEGMENT_DEMO = REPORTS / "segment_demo.json"
+SEGMENT_DEMO_MASK = REPORTS / "segment_demo_mask.nii.gz"
+SEGMENT_DEMO_FIGURE = FIGURES / "segment_demo.png"
 EVALUATE_FIGURES = {name: FIGURES / f"{name}.png" for name in ("iou_vs_ratio", "gain", "unet_val_iou", "arms")}
 # Training state outside DVC's outputs (DVC deletes outputs before a stage reruns).
 CHECKPOINTS = Path(".checkpoints")

@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 from liversynth.config import Params, PrepareConfig
 from liversynth.data.split_manifest import read_split_manifest
 from liversynth.data.readers import Volume, reader_for, require_liver
-from liversynth.data.resample import to_common_grid
+from liversynth.data.resample import from_common_grid, to_common_grid
 from liversynth.utils.files import write_atomic_dir
 from liversynth.data.slice_set import SPLITS
 
-__all__ = ["MRI_SPLIT_NAMES", "SplitPlan", "normalise", "plan_splits", "prepare_dataset", "resize_slices"]
+__all__ = ["MRI_SPLIT_NAMES", "SplitPlan", "normalise", "plan_splits", "prepare_dataset", "resize_slices",
+           "resize_stack", "restore_slices", "to_network_slices"]
 
 MRI_SPLIT_NAMES = {"train": "mri_train", "unlabelled": "mri_unlabelled", "val": "mri_val", "test": "mri_test"}
 
@@ -73,15 +74,40 @@ def normalise(volume: Volume, cfg: PrepareConfig) -> np.ndarray:
     return np.clip((image - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0)
 
 
+def resize_stack(stack: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
+    """Resize (Z, H, W) float slices to (Z, *shape): "bilinear" for images, "nearest"/"nearest-exact" for masks."""
+    x = torch.from_numpy(np.ascontiguousarray(stack, np.float32))[:, None]
+    extra = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(x, size=tuple(shape), mode=mode, **extra)[:, 0].numpy()
+
+
 def resize_slices(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Resize (Z, H, W) slices to (Z, size, size): bilinear for images, nearest for labels."""
     if image.shape[1:] == (size, size):
         return image, label
-    img = F.interpolate(torch.from_numpy(image)[:, None], size=(size, size), mode="bilinear",
-                        align_corners=False)[:, 0]
-    lab = F.interpolate(torch.from_numpy(label.astype(np.float32))[:, None], size=(size, size),
-                        mode="nearest")[:, 0]
-    return img.numpy(), lab.numpy().astype(np.uint8)
+    return resize_stack(image, (size, size), "bilinear"), resize_stack(label, (size, size), "nearest").astype(np.uint8)
+
+
+def to_network_slices(volume: Volume, cfg: PrepareConfig, spacing_mm: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """What `prepare` does to every volume: the common grid (when `spacing_mm`), normalisation, resizing
+    to (Z, image_size, image_size). Returns (images in [-1, 1], labels). Inference uses it too."""
+    if spacing_mm:
+        volume = to_common_grid(volume, float(spacing_mm), cfg.image_size)
+    return resize_slices(normalise(volume, cfg), volume.label, cfg.image_size)
+
+
+def restore_slices(stack: np.ndarray, shape: tuple[int, int], spacing: tuple[float, float], image_size: int,
+                   spacing_mm: float | None, mode: str, fill: float = 0.0) -> np.ndarray:
+    """The inverse of `to_network_slices`' geometry: (Z, image_size, image_size) network-grid slices back
+    on the scan's own (rows, cols) `shape` of `spacing` mm. `mode` "nearest-exact" for masks, "bilinear"
+    for images; `fill` is what lies outside the common grid's field of view."""
+    if stack.shape[1:] != (image_size, image_size):
+        raise ValueError(f"expected ({image_size}, {image_size}) slices, got {stack.shape[1:]}")
+    if spacing_mm:
+        return from_common_grid(stack, shape, spacing, float(spacing_mm), mode, fill)
+    if tuple(shape) == (image_size, image_size):
+        return np.asarray(stack, np.float32)
+    return resize_stack(stack, shape, mode)
 
 
 def prepare_dataset(params: Params, raw_dir: Path, out_dir: Path) -> dict:
@@ -108,9 +134,7 @@ def prepare_dataset(params: Params, raw_dir: Path, out_dir: Path) -> dict:
                                               data.label_values.get(modality))
                     if split != "mri_unlabelled":  # its labels are never used
                         require_liver(vol, label_value)
-                    if data.spacing_mm:
-                        vol = to_common_grid(vol, float(data.spacing_mm), cfg.image_size)
-                    img, lab = resize_slices(normalise(vol, cfg), vol.label, cfg.image_size)
+                    img, lab = to_network_slices(vol, cfg, data.spacing_mm)
                     chunk = Path(chunks) / f"{split}-{patient}.npz"
                     np.savez(chunk, images=img[:, None], labels=lab)
                     files.append((patient, chunk))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from liversynth.data.readers import Volume
 
-__all__ = ["to_common_grid"]
+__all__ = ["common_grid_shape", "from_common_grid", "to_common_grid"]
 
 
 def to_common_grid(volume: Volume, spacing_mm: float, size: int) -> Volume:
@@ -25,7 +25,7 @@ def to_common_grid(volume: Volume, spacing_mm: float, size: int) -> Volume:
         raise ValueError(f"data.spacing_mm must be > 0, got {spacing_mm}")
     z_mm, row_mm, col_mm = volume.spacing
     _, height, width = volume.image.shape
-    target = (max(1, round(height * row_mm / spacing_mm)), max(1, round(width * col_mm / spacing_mm)))
+    target = common_grid_shape((height, width), (row_mm, col_mm), spacing_mm)
     image, label = volume.image, volume.label
     if target != (height, width):
         image = F.interpolate(torch.from_numpy(np.ascontiguousarray(image, np.float32))[:, None], size=target,
@@ -41,11 +41,30 @@ def to_common_grid(volume: Volume, spacing_mm: float, size: int) -> Volume:
     )
 
 
-def _crop_or_pad(stack: np.ndarray, size: int, fill: float) -> np.ndarray:
-    """(Z, H, W) -> (Z, size, size), keeping the centre."""
-    out = np.full((stack.shape[0], size, size), fill, stack.dtype)
+def common_grid_shape(shape: tuple[int, int], spacing: tuple[float, float], spacing_mm: float) -> tuple[int, int]:
+    """(rows, cols) of a slice of `shape` pixels of `spacing` mm once resampled to `spacing_mm` pixels."""
+    return (max(1, round(shape[0] * spacing[0] / spacing_mm)), max(1, round(shape[1] * spacing[1] / spacing_mm)))
+
+
+def from_common_grid(stack: np.ndarray, shape: tuple[int, int], spacing: tuple[float, float], spacing_mm: float,
+                     mode: str, fill: float = 0.0) -> np.ndarray:
+    """The inverse of `to_common_grid` for (Z, size, size) network-grid slices: un-crop/un-pad to the
+    resampled size, then resample back to the scan's own (rows, cols) `shape` with `mode`
+    ("nearest-exact" for masks, "bilinear" for images). What the crop cut off is `fill`."""
+    target = common_grid_shape(shape, spacing, spacing_mm)
+    out = _crop_or_pad(np.asarray(stack, np.float32), target, fill)
+    if target != tuple(shape):
+        out = F.interpolate(torch.from_numpy(out)[:, None], size=tuple(shape), mode=mode,
+                            **({"align_corners": False} if mode == "bilinear" else {}))[:, 0].numpy()
+    return out
+
+
+def _crop_or_pad(stack: np.ndarray, size: int | tuple[int, int], fill: float) -> np.ndarray:
+    """(Z, H, W) -> (Z, rows, cols) (`size` or `(size, size)`), keeping the centre."""
+    rows, cols = (size, size) if isinstance(size, int) else size
+    out = np.full((stack.shape[0], rows, cols), fill, stack.dtype)
     src, dst = [], []
-    for n in stack.shape[1:]:
+    for n, size in zip(stack.shape[1:], (rows, cols)):
         if n >= size:
             start = (n - size) // 2
             src.append(slice(start, start + size))

@@ -2,18 +2,35 @@
 
 A new model version always becomes `challenger`. `champion` moves to it only when the paired gain
 in test IoU over the current champion (bootstrapped over test patients) is positive and its lower
-CI bound clears a margin; the decision and its numbers are written on the version as tags.
+CI bound clears a margin; with no champion yet, when the gain over the real-only baseline
+(metrics.json `gain_iou`) clears it. The decision, its numbers and a reason code are tags on the version.
+
+The U-Net and the CT->MRI generator of one pipeline run are one *unit*, keyed by the tag
+`liversynth.unit`: `register_unit` finds existing versions by that tag before creating any, so a
+rerun after a kill completes (repairs) the unit instead of adding duplicate versions, and reuses the
+decision already recorded on it. Every version is created with its unit tag in the same call.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
+import mlflow
+import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-__all__ = ["GateDecision", "LINEAGE_KEYS", "alias_version", "apply_decision", "gate", "lineage", "promote"]
+from liversynth.data.slice_set import SliceSet
+from liversynth.evaluation.metrics import paired_bootstrap, per_patient_iou
+from liversynth.inference.loading import load_registered
+
+__all__ = ["CHALLENGER", "CHAMPION", "COMPLETE_TAG", "GateDecision", "LINEAGE_KEYS", "UNIT_TAG", "UnitMember",
+           "alias_version", "apply_decision", "challenge_champion", "decision_from_tags", "find_unit_version", "first_gate", "gate",
+           "lineage", "promote", "refuse", "register_unit"]
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+UNIT_TAG, COMPLETE_TAG = "liversynth.unit", "liversynth.unit_complete"
 
 
 @dataclass(frozen=True)
@@ -24,10 +41,11 @@ class GateDecision:
     ci_low: float | None = None
     ci_high: float | None = None
     margin: float = 0.0
+    code: str = ""  # machine-readable reason: beats_champion, not_better, champion_unloadable, ...
 
     def as_tags(self) -> dict[str, str]:
-        tags = {"gate.promote": str(self.promote).lower(), "gate.reason": self.reason,
-                "gate.margin": f"{self.margin:g}"}
+        tags = {"gate.promote": str(self.promote).lower(), "gate.reason": self.reason[:4000],
+                "gate.margin": f"{self.margin:g}", **({"gate.code": self.code} if self.code else {})}
         for key in ("gain_mean", "ci_low", "ci_high"):
             value = getattr(self, key)
             if value is not None:
@@ -42,7 +60,32 @@ def gate(gain: dict[str, float] | None, margin: float) -> GateDecision:
     ok = gain["mean"] > 0 and gain["ci_low"] > margin
     why = (f"gain {gain['mean']:+.4f} IoU, CI low {gain['ci_low']:+.4f} "
            f"{'>' if gain['ci_low'] > margin else '<='} margin {margin:g}")
-    return GateDecision(ok, why, gain["mean"], gain["ci_low"], gain["ci_high"], margin)
+    return GateDecision(ok, why, gain["mean"], gain["ci_low"], gain["ci_high"], margin,
+                        "beats_champion" if ok else "not_better")
+
+
+def first_gate(baseline_gain: dict[str, float] | None, margin: float) -> GateDecision:
+    """No champion yet: promote only if the primary gain over the real-only baseline (metrics.json
+    `gain_iou`: mean, ci_low, ci_high) is positive with its lower bound above `margin`."""
+    if not baseline_gain or not {"mean", "ci_low", "ci_high"} <= set(baseline_gain):
+        return refuse("no champion yet, and metrics.json has no gain_iou {mean, ci_low, ci_high} to gate on",
+                      margin, "no_baseline_gain")
+    d = gate(baseline_gain, margin)
+    return GateDecision(d.promote, f"no champion yet; over the real-only baseline: {d.reason}", d.gain_mean,
+                        d.ci_low, d.ci_high, margin, "first_beats_baseline" if d.promote else "first_not_better")
+
+
+def refuse(reason: str, margin: float, code: str) -> GateDecision:
+    return GateDecision(False, reason, margin=margin, code=code)
+
+
+def decision_from_tags(tags: dict[str, str]) -> GateDecision | None:
+    """The decision recorded on a version (for completing a half-made unit), or None."""
+    if tags.get("gate.promote") not in ("true", "false"):
+        return None
+    num = {k: float(tags[f"gate.{k}"]) if f"gate.{k}" in tags else None for k in ("gain_mean", "ci_low", "ci_high")}
+    return GateDecision(tags["gate.promote"] == "true", tags.get("gate.reason", ""), num["gain_mean"],
+                        num["ci_low"], num["ci_high"], float(tags.get("gate.margin", 0.0)), tags.get("gate.code", ""))
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -89,3 +132,90 @@ def promote(client: MlflowClient, name: str, version: str | None = None, force: 
         client.set_model_version_tag(name, version, "gate.manual_override", "true")
     client.set_registered_model_alias(name, CHAMPION, version)
     return str(version)
+
+
+@dataclass(frozen=True)
+class UnitMember:
+    """One registered model of a unit: its name, how to log it, its tags and description."""
+
+    name: str
+    log: Callable[[], str]  # logs the model in the active run; returns its model URI
+    tags: dict[str, str] = field(default_factory=dict)
+    describe: Callable[[GateDecision], str] | None = None  # the version's description (model card)
+    model_description: str = ""
+
+
+def find_unit_version(client: MlflowClient, name: str, unit: str) -> str | None:
+    """The (lowest) version of `name` that belongs to `unit`, if any."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    mine = sorted(int(v.version) for v in versions if v.tags.get(UNIT_TAG) == unit)
+    return str(mine[0]) if mine else None
+
+
+def register_unit(client: MlflowClient, unit: str, members: Sequence[UnitMember],
+                  decide: Callable[[], GateDecision]) -> tuple[dict[str, str], GateDecision]:
+    """Register (or complete) one unit: every member gets a version tagged `unit`, the gate decision
+    (the one already recorded on the first member, else `decide()`), its tags, descriptions and the
+    aliases the decision calls for, then `liversynth.unit_complete`. Idempotent: rerun it after any
+    failure and it finishes the same unit. Returns ({name: version}, decision)."""
+    versions: dict[str, str] = {}
+    for member in members:
+        version = find_unit_version(client, member.name, unit)
+        if version is None:
+            uri = member.log()
+            version = str(mlflow.register_model(uri, member.name, tags={UNIT_TAG: unit}).version)
+        versions[member.name] = version
+    lead = members[0].name
+    decision = decision_from_tags(dict(client.get_model_version(lead, versions[lead]).tags)) or decide()
+    for member in members:  # the lead's decision tags first: a kill after them reuses the decision
+        version = versions[member.name]
+        links = {"liversynth.unit_versions": json.dumps(versions, sort_keys=True)}
+        for key, value in {**decision.as_tags(), **member.tags, **links}.items():
+            client.set_model_version_tag(member.name, version, key, value)
+        if member.describe is not None:
+            client.update_model_version(member.name, version, description=member.describe(decision))
+        if member.model_description:
+            client.update_registered_model(member.name, description=member.model_description)
+    for member in members:
+        apply_decision(client, member.name, versions[member.name], decision)
+    for member in members:
+        client.set_model_version_tag(member.name, versions[member.name], COMPLETE_TAG, "true")
+    return versions, decision
+
+
+def challenge_champion(client: MlflowClient, name: str, test: SliceSet, ours: dict[str, float],
+                       preprocessing: dict, baseline_gain: dict[str, float] | None, *, margin: float,
+                       n_bootstrap: int, ci: float, seed: int = 0) -> GateDecision:
+    """The gate's decision for a challenger scoring `ours` (per-patient test IoU) on `test`. Never raises:
+    a champion that cannot be loaded (or is not weights-only: never unpickled), was trained on a test
+    patient, expects other preprocessing, or fails to score is a refusal with its reason."""
+    version = alias_version(client, name, CHAMPION)
+    if version is None:
+        return first_gate(baseline_gain, margin)
+    try:
+        champion = load_registered(f"models:/{name}@{CHAMPION}")
+    except Exception as err:  # noqa: BLE001  (any failure to load is the gate's refusal, not a crash)
+        return refuse(f"champion v{version} cannot be loaded: {err}", margin, "champion_unloadable")
+    test_patients = sorted({str(p) for p in np.unique(test.patients)})
+    overlap = sorted(set(champion.spec.train_patients) & {f"mri/{p}" for p in test_patients})
+    if overlap:
+        return refuse(f"champion v{version} was trained on {len(overlap)} patient(s) of this test split "
+                      f"({', '.join(overlap[:5])}); it is only re-scored on a disjoint test split",
+                      margin, "test_not_disjoint")
+    if champion.spec.preprocessing() != preprocessing:
+        return refuse(f"champion v{version} expects other preprocessing ({champion.spec.preprocessing()}) "
+                      f"than this test split ({preprocessing})", margin, "preprocessing_differs")
+    try:
+        theirs = per_patient_iou(champion.module, test)
+        shared = sorted(set(ours) & set(theirs))
+        if not shared:
+            raise ValueError("no test patient scored by both models")
+        gain = paired_bootstrap(np.array([ours[p] - theirs[p] for p in shared]), n_bootstrap, ci, seed=seed)
+    except Exception as err:  # noqa: BLE001
+        return refuse(f"scoring champion v{version} failed: {type(err).__name__}: {err}", margin, "scoring_failed")
+    d = gate(gain, margin)
+    return GateDecision(d.promote, f"vs champion v{version}: {d.reason}", d.gain_mean, d.ci_low, d.ci_high,
+                        margin, d.code)

@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "AFFINE_ATOL_MM", "LabelSpec", "MODALITIES", "RawDataError", "Reader", "Volume", "assemble_volume",
-    "canonical_affine", "check_label_values", "check_modality", "display_spacing", "label_mask",
+    "canonical_affine", "check_label_values", "check_modality", "display_spacing", "from_display", "label_mask",
     "label_range", "require_liver", "to_display"
 ]
 
@@ -170,3 +170,12 @@ def to_display(affine: np.ndarray, data: np.ndarray) -> np.ndarray:
     ras = nib.orientations.apply_orientation(data, ornt)
     # RAS array axes: x increases to the patient's right, y anteriorly: flip both for display.
     return np.ascontiguousarray(np.transpose(ras, (2, 1, 0))[:, ::-1, ::-1])
+
+
+def from_display(affine: np.ndarray, display: np.ndarray) -> np.ndarray:
+    """The inverse of `to_display`: a (Z, H, W) display array back in the voxel order of `affine`
+    (e.g. a mask predicted on display slices, written on the input scan's own grid)."""
+    ornt = nib.orientations.io_orientation(affine)
+    ras = np.transpose(np.asarray(display)[:, ::-1, ::-1], (2, 1, 0))
+    back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(tuple("RAS")), ornt)
+    return np.ascontiguousarray(nib.orientations.apply_orientation(ras, back))

@@ -1,0 +1,64 @@
+"""The register stage's flow through the Prefect engine on a tiny workspace: first run promotes on the
+baseline gain, a rerun adds no versions, an unloadable champion is a tagged refusal (not a crash)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from liversynth.config import Params
+from liversynth.models.generator import ResnetGenerator
+from liversynth.models.unet import build_unet
+from liversynth.training.checkpoint import save_weights
+from tests.conftest import REPO, blob_slices
+
+GAIN = {"mean": 0.02, "ci_low": 0.004, "ci_high": 0.03, "n": 2}
+
+
+def _workspace(root: Path, run_id: str) -> None:
+    shutil.copy(REPO / "tests/tiny_params.yaml", root / "params.yaml")
+    params = Params.from_yaml(root / "params.yaml")
+    (root / "models/unet").mkdir(parents=True, exist_ok=True)
+    save_weights(build_unet(params.unet), root / f"models/unet/{run_id}.pt")
+    (root / "models/unet/models.json").write_text(json.dumps(
+        [{"arm": "mix", "val_iou": 0.5, "path": f"models/unet/{run_id}.pt", "run_id": run_id, "ratio": 1.0, "seed": 0}]))
+    save_weights(ResnetGenerator(1, 1, params.essnet.ngf, params.essnet.n_blocks), root / "models/essnet/g_ct2mri.pt")
+    (root / "metrics.json").write_text(json.dumps({"gain_iou": GAIN, "ci": 0.95, "test": {"mix": {"iou": 0.5}}}))
+    splits = {"ct_train": ["c0", "c1"], "mri_train": ["m9"], "mri_test": ["mri_test-0", "mri_test-1"]}
+    blob_slices(6, seed=1, prefix="mri_test-").save(root / "data/prepared/mri_test")
+    blob_slices(4, seed=2, prefix="c").save(root / "data/prepared/ct_train")
+    (root / "data/prepared/manifest.json").write_text(json.dumps(
+        {"splits": {k: {"patients": v} for k, v in splits.items()}}))
+
+
+def test_register_flow_units_and_refusals(mlflow_store, prefect_api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from flows.register import register_flow
+
+    _workspace(tmp_path, "run-1")
+    first = register_flow()
+    assert first["promoted"] and first["code"] == "first_beats_baseline"
+    client = MlflowClient()
+    for name in ("liversynth-unet", "liversynth-ct2mri"):
+        version = client.get_model_version(name, "1")
+        assert "champion" in version.aliases and "phantom" in version.description
+        assert version.tags["data.test_split_hash"] and version.tags["liversynth.unit_complete"] == "true"
+    assert "CT->MRI" in client.get_registered_model("liversynth-ct2mri").description
+
+    assert register_flow()["unet"]["version"] == "1"  # the same unit again: no duplicate versions
+    assert len(client.search_model_versions("name = 'liversynth-ct2mri'")) == 1
+
+    for weights in (tmp_path / "mlruns").rglob("weights.pt"):
+        weights.unlink()  # the champion can no longer be loaded
+    _workspace(tmp_path, "run-2")
+    third = register_flow()
+    assert not third["promoted"] and third["code"] == "champion_unloadable" and third["unet"]["version"] == "2"
+    tags = client.get_model_version("liversynth-unet", "2").tags
+    assert tags["gate.promote"] == "false" and "cannot be loaded" in tags["gate.reason"]
+    assert "challenger" in client.get_model_version("liversynth-unet", "2").aliases
+    assert str(first["champion_version"]) == str(client.get_model_version_by_alias("liversynth-unet", "champion").version)
+    assert json.loads((tmp_path / "reports/registry.json").read_text())["code"] == "champion_unloadable"
