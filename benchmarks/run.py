@@ -6,6 +6,7 @@ touched except benchmarks/results/.
 
     python -m benchmarks.run                 # everything (about 10 min on 2 cores)
     python -m benchmarks.run --only essnet,unet --no-e2e
+    python -m benchmarks.run --only unet_ensemble,essnet_ensemble,startup --no-e2e --steps 10 --threads 1
     LIVERSYNTH_PARAMS=params-paper.yaml python -m benchmarks.run --only essnet,unet,synthesis --no-e2e
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 CASES = ("essnet", "unet", "synthesis", "prepare", "prepare_scaling", "unet_ensemble", "essnet_ensemble", "startup")
 WARMUP, STEPS = 5, 40  # training steps: not counted, then timed
-ENSEMBLE_WARMUP = 2  # EssNet ensembles: steps per member not counted (each ~1 s); timed: --steps / 10
+ENSEMBLE_WARMUP = 2  # EssNet ensembles: steps per member not counted (each ~1 s); timed: --steps / 5
 
 
 def _params():
@@ -54,7 +55,7 @@ def _run_case(name: str, work: Path, steps: int) -> dict:
 
         if name == "unet_ensemble":  # K = 6 U-Net seeds; K = 3 generators (the targets' sizes)
             return ensemble.unet_ensemble(params, prepared, WARMUP, steps, k=6)
-        return ensemble.essnet_ensemble(params, prepared, out, ENSEMBLE_WARMUP, max(2, steps // 10), k=3)
+        return ensemble.essnet_ensemble(params, prepared, out, ENSEMBLE_WARMUP, max(2, steps // 5), k=3)
     if name == "startup":
         from benchmarks.startup import startup
 
@@ -207,9 +208,10 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 def table_markdown(results: dict[str, dict], info: dict) -> str:
     """The README table: one row per figure, ratio = optimised / plain throughput (time for repro)."""
     m = info["machine"]
-    lines = [f"Measured {info['date']} on {m['cpu_model']} ({m['cores']} cores, {m['memory_gb']} GB, 1-min load "
+    lines = [f"Latest run {info['date']} on {m['cpu_model']} ({m['cores']} cores, {m['memory_gb']} GB, 1-min load "
              f"{m['load_avg_1m_at_start']} at start), torch {m['torch']} ({m['torch_threads']} threads), "
-             f"{'CUDA ' + m['cuda'] if m['cuda'] else 'no GPU'}.", "",
+             f"{'CUDA ' + m['cuda'] if m['cuda'] else 'no GPU'}. Each row comes from its own results JSON, "
+             "possibly an earlier run on another machine: see the list under the table.", "",
              "| benchmark | optimised | plain baseline | ratio | peak RSS optimised / baseline (MiB) |",
              "| --- | --- | --- | --- | --- |"]
     for name, r in results.items():
@@ -241,6 +243,9 @@ def table_markdown(results: dict[str, dict], info: dict) -> str:
                 lines.append(f"| {name} + cpu_bf16 (opt-in) ({r['unit']}) | {_fmt(r['optimised_bf16'])} | "
                              f"{_fmt(r['baseline'])} | {_fmt(r['ratio_bf16'])}x | "
                              f"{rss.get('optimised_bf16', 0):.0f} / {rss.get('baseline', 0):.0f} |")
+    from benchmarks.summary import machine_line
+
+    lines += [""] + [f"- {name}: {machine_line(r)}" for name, r in results.items() if "machine" in r]
     return "\n".join(lines) + "\n"
 
 

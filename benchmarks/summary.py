@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 
-def _cpu(r: dict) -> str:
+def machine_line(r: dict) -> str:
+    """CPU (model, avx512_bf16 / AMX), threads, load and date of one result."""
     m = r.get("machine", {})
-    flags = m.get("cpu_flags", [])
-    bf16 = "avx512_bf16" if "avx512_bf16" in flags else "no avx512_bf16"
-    amx = "AMX" if any(f.startswith("amx") for f in flags) else "no AMX"
+    load = r.get("load_avg_1m", m.get("load_avg_1m_at_start", "?"))
+    flags = m.get("cpu_flags")
+    if flags is None:  # results from before flags were recorded
+        bf16 = amx = "flags not recorded"
+    else:
+        bf16 = "avx512_bf16" if "avx512_bf16" in flags else "no avx512_bf16"
+        amx = "AMX" if any(f.startswith("amx") for f in flags) else "no AMX"
     return (f"{m.get('cpu_model', '?')} ({m.get('cores', '?')} cores, {bf16}, {amx}), torch {m.get('torch', '?')} "
-            f"{m.get('torch_threads', '?')} threads, 1-min load {r.get('load_avg_1m', '?')} at the end, {r.get('date', '')}")
+            f"{m.get('torch_threads', '?')} threads, 1-min load {load}, {r.get('date', '')}")
 
 
 def ensemble_markdown(results: dict[str, dict]) -> str:
@@ -30,7 +35,7 @@ def ensemble_markdown(results: dict[str, dict]) -> str:
             f"{r['ratio_bf16']:.2f}x | {r['gflop_per_member_step']:.2f} | {g['ensemble']:.1f} / {g['sequential']:.1f} / "
             f"{g['ensemble_bf16']:.1f} | {p['gemm_fp32']:.0f}, {p['conv_fp32']:.0f} ({p['gemm_bf16']:.0f}, "
             f"{p['conv_bf16']:.0f}) | {rss.get('ensemble', 0):.0f} / {rss.get('sequential', 0):.0f} |")
-    lines += [""] + [f"- {name}: {_cpu(r)}" for name, r in rows]
+    lines += [""] + [f"- {name}: {machine_line(r)}" for name, r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -42,9 +47,11 @@ def startup_markdown(results: dict[str, dict]) -> str:
     for key, value in r.items():
         if key.endswith("_s") and isinstance(value, (int, float)) and key != "wall_s":
             lines.append(f"| {key[:-2].replace('_', ' ')} | {value:.2f} |")
+        elif key.endswith("_error"):
+            lines.append(f"| {key[:-6].replace('_', ' ')} | failed: {str(value)[-120:]} |")
     for key, value in r.items():
         if key.startswith("top_imports_"):
             top = ", ".join(f"{row['module']} {row['seconds']:.2f}" for row in value[:8])
             lines.append(f"| top imports of {key[len('top_imports_'):]} (cumulative s) | {top} |")
-    lines += ["", f"- startup: {_cpu(r)}"]
+    lines += ["", f"- startup: {machine_line(r)}"]
     return "\n".join(lines) + "\n"

@@ -68,12 +68,6 @@ class StackedModules:
                 buffer.copy_(self.buffers[name][k])
         return self.members
 
-    @torch.no_grad()
-    def load_member(self, k: int, state: dict[str, Tensor]) -> None:
-        """Member k's slices := a state_dict of the architecture."""
-        for name, tensor in state.items():
-            (self.params if name in self.params else self.buffers)[name][k].copy_(tensor)
-
     def state(self) -> dict[str, Tensor]:
         return {**{f"p.{n}": t.detach() for n, t in self.params.items()},
                 **{f"b.{n}": t for n, t in self.buffers.items()}}
