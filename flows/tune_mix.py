@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from pathlib import Path
 
 import mlflow
 import optuna
@@ -25,16 +26,23 @@ from liversynth.tracking.runs import lineage_tags, setup_mlflow, stage_run
 from liversynth.training.mix_ratio_study import best_ratio, open_study, run_study, trial_checkpoint, trial_table
 from liversynth.training.unet import train_unet
 from liversynth.utils.files import write_csv, write_json
-from liversynth.utils.hashing import fingerprint
+from liversynth.utils.hashing import code_fingerprint, fingerprint
 
 SYNTHETIC = synthetic_dir("essnet")
 # A trial checkpoints like the other trainings: a killed trial is re-queued and its rerun resumes.
 TRIAL_CHECKPOINTS = CHECKPOINTS / "tune"
 
 
+# The code a trial's result depends on: a change to any of it starts a new study, never reusing old trials.
+_TRIAL_CODE = tuple(Path(p) for p in ("src/liversynth/training", "src/liversynth/models", "src/liversynth/inference",
+                                      "src/liversynth/runtime", "src/liversynth/evaluation/metrics.py",
+                                      "src/liversynth/config.py", "flows/tune_mix.py"))
+
+
 def study_name(params: Params) -> str:
-    """Trials are only comparable for the same data, U-Net and grid: key the study on all three."""
+    """Trials are only comparable for the same data, U-Net, grid, runtime and code: key the study on all."""
     return "tune_mix-" + fingerprint(params.section("unet"), params.section("tune"), params.seed,
+                                     params.section("runtime"), code_fingerprint(*_TRIAL_CODE),
                                      SYNTHETIC / "images.npy", PREPARED / "mri_train/images.npy",
                                      PREPARED / "mri_val/labels.npy")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["array_sample_digest", "fingerprint"]
+__all__ = ["array_sample_digest", "code_fingerprint", "fingerprint"]
 
 
 def fingerprint(*parts: Any, length: int = 12) -> str:
@@ -36,3 +36,14 @@ def array_sample_digest(arrays: Iterable[np.ndarray], samples: int = 8) -> tuple
         digest.update(np.array(arr[:: max(1, len(arr) // samples)]).tobytes())
         shapes.append(list(arr.shape))
     return digest.hexdigest(), shapes
+
+
+def code_fingerprint(*roots: Path) -> str:
+    """A stable hash of every .py file under `roots` (files or folders), by relative path and content."""
+    h = hashlib.sha256()
+    for root in roots:
+        files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+        for f in files:
+            h.update(str(f.as_posix()).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
