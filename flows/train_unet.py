@@ -17,15 +17,15 @@ import shutil
 import mlflow
 from prefect import flow
 
-from flows.common import load_params
+from flows.common import load_params, stage_run
 from liversynth import paths
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.runs import recorded_run, stage_run
+from liversynth.tracking.runs import log_dataset, recorded_run
 from liversynth.training.checkpoint import save_weights
 from liversynth.training.unet import train_unet, unet_arms
-from liversynth.utils.files import write_csv, write_json
+from liversynth.utils.files import wide_means, write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
 CHECKPOINTS = paths.CHECKPOINTS / "unet"
@@ -37,13 +37,15 @@ def _train_arm(params: Params, data: dict[str, SliceSet], arm: str, ratio: float
     checkpoint = CHECKPOINTS / f"{arm}-seed{seed}.pt"
 
     def start(run_id: str | None):
-        return mlflow.start_run(run_id=run_id, run_name=None if run_id else f"unet-{arm}-seed{seed}",
-                                nested=True, parent_run_id=parent_id, tags={**lineage, "kind": "unet", "arm": arm})
+        return mlflow.start_run(run_id=run_id, run_name=None if run_id else f"unet[{arm} seed={seed}]",
+                                nested=True, parent_run_id=parent_id, log_system_metrics=True,
+                                tags={**lineage, "kind": "unet", "arm": arm})
 
     with recorded_run(checkpoint.with_suffix(".mlflow_run"), fingerprint(key, parent_id, arm, seed), start,
                       resume=checkpoint.exists()) as run:
         mlflow.log_params({"arm": arm, "ratio": ratio, "seed": seed, "synthetic_source": source,
                            **{f"unet.{k}": v for k, v in params.section("unet").items()}})
+        _log_inputs(data, source if ratio > 0 else None)
         result = train_unet(data["real"], data[source], ratio, params.unet, seed=seed, val=data["val"],
                             checkpoint=checkpoint, on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
         if result.resumed_from:
@@ -54,6 +56,18 @@ def _train_arm(params: Params, data: dict[str, SliceSet], arm: str, ratio: float
         model = {"arm": arm, "seed": seed, "ratio": ratio, "path": str(path), "run_id": run.info.run_id,
                  "val_iou": result.best_val_iou}
         return model, [{"arm": arm, "seed": seed, **row} for row in result.history]
+
+
+def _log_inputs(data: dict[str, SliceSet], source: str | None) -> None:
+    """The arm's data as MLflow inputs, each with DVC's md5 of its folder as digest."""
+    prepared = lock_hash(paths.PREPARED)
+    sets = [("mri_train", paths.PREPARED / "mri_train", prepared, "training", data["real"]),
+            ("mri_val", paths.PREPARED / "mri_val", prepared, "validation", data["val"])]
+    if source:
+        sets.append((f"synthetic_{source}", paths.synthetic_dir(source), lock_hash(paths.synthetic_dir(source)),
+                     "training", data[source]))
+    for name, folder, digest, context, slices in sets:
+        log_dataset(name, str(folder), digest, context, slices.images, slices.labels)
 
 
 @flow(name="train_unet")
@@ -76,6 +90,8 @@ def train_unet_flow() -> list[dict]:
                 history += rows
     write_json(paths.UNET_MODELS, models)
     write_csv(paths.UNET_HISTORY, history, ["arm", "seed", "step", "train_loss", "val_iou", "val_dice"])
+    arms = list(unet_arms(ratio))
+    write_csv(paths.UNET_VAL_IOU, wide_means(history, "step", "arm", "val_iou", arms), ["step", *arms])
     # Finished: a later run must start fresh, not "resume" into other data or params.
     shutil.rmtree(CHECKPOINTS, ignore_errors=True)
     return models
