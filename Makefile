@@ -50,6 +50,7 @@ setup: $(STAMP)
 # A default DVC remote that works on one machine, in .dvc/config.local (not committed), only when
 # none is configured: a team's remote in .dvc/config (docs/team_setup.md) wins.
 remote: setup
+	@if [ ! -d .dvc ]; then dvc init --quiet; fi
 	@if ! dvc remote default >/dev/null 2>&1; then \
 	  mkdir -p "$(DVC_REMOTE)" && dvc remote add --local -d -f local "$(DVC_REMOTE)" && \
 	  echo "DVC remote: $(DVC_REMOTE) (dvc push / dvc pull)"; fi

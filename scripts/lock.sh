@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
+# Start from the current lock: pip-compile keeps its pins and only adds or changes what it must.
+if [ -f requirements.lock ]; then cp requirements.lock "$tmp"; fi
 pip-compile --quiet --no-header --no-annotate --no-emit-index-url --no-emit-find-links --strip-extras \
   --extra scale --extra ui --extra dev --output-file "$tmp" pyproject.toml
 # pip-compile writes the local build tag of the installed wheel (torch==2.13.0+cpu); keep the plain pin.

@@ -22,6 +22,13 @@ from pathlib import Path
 import yaml
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# The browser reaches the server on 127.0.0.1 under this name: on localhost MLflow 3.17 opens its
+# assistant panel over half the page on first load.
+HOST = "mlflow-ui.test"
+# Model-training view (sidebar, run table) rather than MLflow 3's GenAI default.
+VIEW = "workflowType=machine_learning"
+# name -> window height: the comparison is tall (params and metrics tables below the plot).
+HEIGHTS = {"experiment": 1000, "compare_pipelines": 2400, "registered_model": 1000}
 
 
 def free_port() -> int:
@@ -57,21 +64,23 @@ def pages(base: str, experiment: str, model: str) -> dict[str, str]:
     exp_id = exp["experiment"]["experiment_id"]
     runs = api(base, "runs/search", {"experiment_ids": [exp_id], "filter": "tags.kind = 'pipeline'",
                                      "order_by": ["attributes.start_time DESC"], "max_results": 2}).get("runs", [])
-    out = {"experiment": f"{base}/#/experiments/{exp_id}/runs"}
+    ui = base.replace("127.0.0.1", HOST)
+    out = {"experiment": f"{ui}/#/experiments/{exp_id}/runs?{VIEW}"}
     if len(runs) == 2:
         ids = json.dumps([r["info"]["run_id"] for r in runs]).replace(" ", "")
-        out["compare_pipelines"] = (f"{base}/#/compare-runs?runs={urllib.parse.quote(ids)}"
-                                    f"&experiments={urllib.parse.quote(json.dumps([exp_id]))}")
+        out["compare_pipelines"] = (f"{ui}/#/compare-runs?runs={urllib.parse.quote(ids)}"
+                                    f"&experiments={urllib.parse.quote(json.dumps([exp_id]))}&{VIEW}")
     else:
         print(f"only {len(runs)} pipeline run(s): no comparison page (run a second experiment)")
-    out["registered_model"] = f"{base}/#/models/{urllib.parse.quote(model)}"
+    out["registered_model"] = f"{ui}/#/models/{urllib.parse.quote(model)}?{VIEW}"
     return out
 
 
-def shoot(browser: str, url: str, png: Path) -> None:
+def shoot(browser: str, url: str, png: Path, height: int = 1000) -> None:
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--hide-scrollbars", "--window-size=1600,1000", "--virtual-time-budget=20000",
-                    f"--screenshot={png}", url], check=True, capture_output=True, timeout=180)
+                    "--hide-scrollbars", f"--window-size=1600,{height}", "--virtual-time-budget=20000",
+                    f"--host-resolver-rules=MAP {HOST} 127.0.0.1", f"--screenshot={png}", url],
+                   check=True, capture_output=True, timeout=180)
     print(f"{png}  <-  {url}")
 
 
@@ -89,14 +98,15 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(["mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--port", str(port), "--allowed-hosts", f"127.0.0.1:{port},{HOST}:{port}",
+                             "--cors-allowed-origins", f"http://{HOST}:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_up(f"{base}/health", proc)
         args.out.mkdir(parents=True, exist_ok=True)
         experiment = params.get("mlflow", {}).get("experiment", "liversynth")
         model = params.get("register", {}).get("unet_name", "liversynth-unet")
         for name, url in pages(base, experiment, model).items():
-            shoot(browser, url, args.out / f"{name}.png")
+            shoot(browser, url, args.out / f"{name}.png", HEIGHTS.get(name, 1000))
     finally:
         proc.terminate()
         try:

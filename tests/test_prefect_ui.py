@@ -1,0 +1,32 @@
+"""What the Prefect UI shows, read from the session's Prefect test server: the pipeline flow streams
+`dvc repro`'s output to its log line by line, stage flows link their MLflow runs, evaluate posts a table."""
+from __future__ import annotations
+
+from tests.conftest import run
+
+
+def test_pipeline_flow_streams_dvc_output_and_stage_flows_link_mlflow(pipeline_repo, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType, LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    repo, env, _ = pipeline_repo
+    assert "up to date" in run(["dvc", "status"], repo, env).stdout  # so the flow's repro is a quick no-op
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("PATH", env["PATH"])
+    from flows.pipeline import pipeline_flow
+
+    state = pipeline_flow(return_state=True)
+    assert state.is_completed(), state
+    APILogHandler.flush()
+    with get_client(sync_client=True) as client:
+        flow_run_id = state.state_details.flow_run_id
+        logs = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+        links = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["link"])))
+        tables = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["table"])))
+    assert any("running dvc repro" in m for m in logs), logs
+    assert any("Data and pipelines are up to date" in m for m in logs), logs  # dvc's own line, streamed
+    keys = {a.key for a in links}
+    assert {"mlflow-train-essnet-essnet", "mlflow-synthesize-cyclegan", "mlflow-evaluate"} <= keys, keys
+    assert all("/#/experiments/" in str(a.data) for a in links if (a.key or "").startswith("mlflow-"))
+    assert "liversynth-test-scores" in {a.key for a in tables}
