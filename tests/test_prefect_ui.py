@@ -2,13 +2,14 @@
 `dvc repro`'s output to its log line by line, stage flows link their MLflow runs, evaluate posts a table."""
 from __future__ import annotations
 
+import time
+
 from tests.conftest import run
 
 
 def test_pipeline_flow_streams_dvc_output_and_stage_flows_link_mlflow(pipeline_repo, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType, LogFilter, LogFilterFlowRunId
-    from prefect.logging.handlers import APILogHandler
 
     repo, env, _ = pipeline_repo
     assert "up to date" in run(["dvc", "status"], repo, env).stdout  # so the flow's repro is a quick no-op
@@ -18,10 +19,15 @@ def test_pipeline_flow_streams_dvc_output_and_stage_flows_link_mlflow(pipeline_r
 
     state = pipeline_flow(return_state=True)
     assert state.is_completed(), state
-    APILogHandler.flush()
     with get_client(sync_client=True) as client:
         flow_run_id = state.state_details.flow_run_id
-        logs = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+        deadline = time.monotonic() + 60  # logs reach the API in background batches
+        while True:
+            logs = [log.message for log in
+                    client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+            if any("Data and pipelines are up to date" in m for m in logs) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         links = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["link"])))
         tables = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["table"])))
     assert any("running dvc repro" in m for m in logs), logs
