@@ -35,7 +35,8 @@ def link_run(run: Run, label: str) -> None:
     if FlowRunContext.get() is None:
         return
     key = re.sub(r"[^a-z0-9-]+", "-", f"mlflow-{label}".lower()).strip("-")
-    create_link_artifact(link=runs.run_url(run), link_text=f"MLflow run {label}", key=key,
+    text = label.replace("[", " (").replace("]", ")")  # brackets would end the markdown link text
+    create_link_artifact(link=runs.run_url(run), link_text=f"MLflow run {text}", key=key,
                          description=f"The MLflow run of {label} (run id {run.info.run_id})")
 
 
