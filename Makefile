@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 DATASET ?= phantom
 REAL_SAMPLE_SDIST := data/downloads/totalsegmentator-2.18.0.tar.gz
 WORKERS ?= 2
+# The default DVC remote: a folder on this machine, outside the repo (docs/team_setup.md: S3/SSH/GCS).
+DVC_REMOTE ?= $(HOME)/.cache/liversynth/dvc-remote
+PREFECT_PORT ?= 4200
 
 export PATH := $(BIN):$(PATH)
 export PREFECT_HOME ?= $(abspath .prefect)
@@ -24,13 +27,18 @@ export MLFLOW_HTTP_REQUEST_MAX_RETRIES ?= 2
 export MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR ?= 1
 export MLFLOW_HTTP_REQUEST_TIMEOUT ?= 30
 
-.PHONY: setup data run test ui tune bench results clean help
+.PHONY: setup remote data run test ui prefect-ui dashboard screenshots lock tune bench results clean help
 
 help:
 	@echo "make run   - set up .venv, generate the built-in data, run the whole pipeline (dvc repro)"
 	@echo "make run DATASET=real-sample - the same on real CT/MRI (TotalSegmentator test files; a smoke run)"
 	@echo "make test  - set up .venv and run the tests"
 	@echo "make ui    - MLflow UI on http://127.0.0.1:5000"
+	@echo "make prefect-ui - a local Prefect server and UI on http://127.0.0.1:$(PREFECT_PORT) (stays up)"
+	@echo "make dashboard  - optuna-dashboard on the tuning study, http://127.0.0.1:8080"
+	@echo "make screenshots - PNGs of the MLflow UI (experiment, comparison, model) in reports/ui/"
+	@echo "make remote - the default DVC remote, $(DVC_REMOTE) (unless one is set)"
+	@echo "make lock  - regenerate requirements.lock from pyproject.toml (pip-compile)"
 	@echo "make tune WORKERS=n - n Optuna workers on the shared study"
 	@echo "make bench - benchmarks (benchmarks/results/*.json)"
 	@echo "make results - rewrite README.md's generated blocks from the committed artifacts"
@@ -45,11 +53,19 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
+# A default DVC remote that works on one machine, in .dvc/config.local (not committed), only when
+# none is configured: a team's remote in .dvc/config (docs/team_setup.md) wins.
+remote: setup
+	@if [ ! -d .dvc ]; then dvc init --quiet; fi
+	@if ! dvc remote default >/dev/null 2>&1; then \
+	  mkdir -p "$(DVC_REMOTE)" && dvc remote add --local -d -f local "$(DVC_REMOTE)" && \
+	  echo "DVC remote: $(DVC_REMOTE) (dvc push / dvc pull)"; fi
+
 # The built-in dataset, versioned by DVC (same seed -> same data.dvc hash).
 # DATASET=phantom runs params.yaml as it is. Another built-in dataset brings params-<DATASET>.yaml,
 # copied over params.yaml (DVC tracks params.yaml only), never over uncommitted edits; a later
 # plain `make run` restores the committed params.yaml the same way (only an unedited copy).
-data: setup $(if $(filter real-sample,$(DATASET)),$(REAL_SAMPLE_SDIST))
+data: setup remote $(if $(filter real-sample,$(DATASET)),$(REAL_SAMPLE_SDIST))
 	@if [ ! -d .dvc ]; then dvc init --quiet; fi
 	@if [ "$(DATASET)" = phantom ]; then \
 	  for f in params-*.yaml; do \
@@ -82,12 +98,15 @@ $(REAL_SAMPLE_SDIST): data/real_sample.sha256 | $(STAMP)
 	  -r $(@D)/requirements.txt -d $(@D) 2>&1 | { grep -v "is ignored" || true; }
 	touch $@
 
+# One pipeline id for the whole repro: its stage runs nest under one MLflow pipeline run.
 run: data
 	python -m liversynth.config params.yaml  # a bad value fails here, in seconds, naming the key
-	start=$$(date +%s); scripts/with_prefect_api.sh dvc repro; python -m flows.results --record-run $$start
+	start=$$(date +%s); LIVERSYNTH_PIPELINE_ID=$${LIVERSYNTH_PIPELINE_ID:-make-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$} \
+	  scripts/with_prefect_api.sh dvc repro; python -m flows.results --record-run $$start
 	dvc metrics show
+	dvc push --quiet || echo "dvc push failed: the outputs are only in this workspace's cache"
 	@echo "MLflow UI: make ui    |    champion: see reports/registry.json"
-	@echo "champion on a held-out test volume: reports/figures/segment_demo.png (liversynth segment: docs/using_the_champion.md)"
+	@echo "champion on a held-out test volume: reports/figures/segment_demo.png (liversynth segment: README, Using the champion)"
 
 test: setup
 	mypy
@@ -95,6 +114,24 @@ test: setup
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+# A Prefect server that stays up; point runs at it with
+#   export PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api
+prefect-ui: setup
+	prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+# optuna-dashboard on the tuning study's storage (params.yaml -> tune.storage).
+dashboard: setup
+	optuna-dashboard --host 127.0.0.1 --port 8080 \
+	  "$$(python -c 'import yaml; s = yaml.safe_load(open("params.yaml"))["tune"]["storage"]; print(s)')"
+
+# Headless Chromium shots of the MLflow UI on the local store (apt-get install chromium).
+screenshots: setup
+	python scripts/screenshots.py --out reports/ui
+
+# requirements.lock from pyproject.toml's dependencies and [dev] extra, torch pinned to the CPU build.
+lock: setup
+	scripts/lock.sh
 
 # WORKERS worker processes (a local Dask cluster) pop trials off one shared Optuna study; the stage
 # then writes reports/tune.json once. LIVERSYNTH_TASK_RUNNER=processes|threads picks another engine,

@@ -12,7 +12,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 from prefect import flow
 
-from flows.common import load_params
+from flows.common import load_params, stage_run
 from liversynth import paths
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, split_sha256
@@ -25,9 +25,9 @@ from liversynth.evaluation.metrics import segmentation_scores
 from liversynth.inference.predict import predict
 from liversynth.runtime.machine import machine_record
 from liversynth.synthesis.quality import segmentation_consistency
-from liversynth.tracking.runs import stage_run
+from liversynth.tracking.runs import log_pipeline_metrics
 from liversynth.training.unet import load_unet
-from liversynth.utils.files import write_atomic_file, write_csv, write_json
+from liversynth.utils.files import wide_means, write_atomic_file, write_csv, write_json
 
 
 def score_models(models: list[dict], test: SliceSet, params: Params) -> tuple[dict, list[dict]]:
@@ -85,7 +85,8 @@ def evaluate_flow() -> dict:
                    "synthesis": synthesis["essnet"], "synthesis_cyclegan": synthesis["cyclegan"],
                    "drift_dice_essnet_minus_cyclegan": synthesis["drift_dice_essnet_minus_cyclegan"],
                    "machine": machine_record()}
-        _log(metrics, result)
+        headline = _log(metrics, result)
+        log_pipeline_metrics(params, {**headline, "best_ratio": float(tune["best_ratio"])})
         figures = _figures(result, tune)
         for fig in figures.values():
             mlflow.log_artifact(str(fig), "figures")
@@ -95,26 +96,34 @@ def evaluate_flow() -> dict:
                                    for r in rows])
         write_atomic_file(paths.REPORT, page)
         mlflow.log_artifact(str(paths.REPORT))
-        _prefect_artifact(report.render_markdown(metrics, tables))
+        _prefect_artifacts(report.render_markdown(metrics, tables), result["test"])
     write_json(paths.METRICS, metrics)
     write_csv(paths.PER_PATIENT, rows, ["arm", "seed", "patient", "iou", "dice"])
+    arms = list(result["test"])
+    wide = [{"patient_index": i, **r} for i, r in enumerate(wide_means(rows, "patient", "arm", "iou", arms))]
+    write_csv(paths.PER_PATIENT_IOU, wide, ["patient_index", "patient", *arms])
     return metrics
 
 
-def _log(metrics: dict, result: dict) -> None:
-    for arm, values in result["test"].items():
-        mlflow.log_metrics({f"{arm}_test_{k}": v for k, v in values.items()})
-    for key in (k for k in result if k.startswith("gain_")):
-        mlflow.log_metrics({f"{key}_{k}": v for k, v in result[key].items() if isinstance(v, (int, float))})
+def _log(metrics: dict, result: dict) -> dict[str, float]:
+    """Every arm's test scores and every gain on the stage's run; returns them (the headline)."""
+    headline = {f"{arm}_test_{k}": float(v) for arm, values in result["test"].items() for k, v in values.items()}
+    headline.update({f"{key}_{k}": float(v) for key in result if key.startswith("gain_")
+                     for k, v in result[key].items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    mlflow.log_metrics(headline)
     mlflow.log_metric("seg_consistency_dice", metrics["synthesis"]["seg_consistency_dice"])
     mlflow.set_tags({"test_split_sha256": metrics["test_split_sha256"],
                      "primary_registered": str(metrics["primary"]["registered"]).lower()})
+    return headline
 
 
-def _prefect_artifact(markdown: str) -> None:
-    from prefect.artifacts import create_markdown_artifact
+def _prefect_artifacts(markdown: str, test: dict[str, dict[str, float]]) -> None:
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     create_markdown_artifact(markdown=markdown, key="liversynth-report", description="Does synthetic MRI help?")
+    create_table_artifact(table=[{"arm": arm, **{k: round(float(v), 4) for k, v in values.items()}}
+                                 for arm, values in test.items()],
+                          key="liversynth-test-scores", description="Test split, every arm (mean over seeds)")
 
 
 def _unet_curves() -> dict[str, tuple[list[int], list[float]]]:

@@ -1,7 +1,9 @@
 """The whole pipeline as one Prefect flow, for scheduled runs.
 
 It runs `dvc repro` on dvc.yaml, the one DAG, rather than restating the stage order here; DVC then
-runs only the stages whose inputs changed, each as its own flow.
+runs only the stages whose inputs changed, each as its own flow. Its output goes to the Prefect
+logger line by line, so a served deployment's progress shows in the Prefect UI as it happens; one
+LIVERSYNTH_PIPELINE_ID per run groups the stages' MLflow runs under one pipeline run.
 
     python -m flows.pipeline                        # run once
     python -m flows.pipeline --serve --cron "0 2 * * *"   # a scheduled deployment (nightly)
@@ -9,10 +11,16 @@ runs only the stages whose inputs changed, each as its own flow.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import subprocess
-import sys
+import uuid
+from collections import deque
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from liversynth.tracking.runs import PIPELINE_ID_ENV
 
 
 @flow(name="liversynth-pipeline")
@@ -23,12 +31,23 @@ def pipeline_flow(force: bool = False, experiment_params: list[str] | None = Non
         cmd += ["-S", assignment]
     if force:
         cmd.append("--force")
-    get_run_logger().info("running %s", " ".join(cmd))
-    proc = subprocess.run(cmd, text=True, capture_output=True)
-    sys.stdout.write(proc.stdout[-20000:])
-    sys.stderr.write(proc.stderr[-20000:])
+    logger = get_run_logger()
+    logger.logger.setLevel(logging.INFO)  # stage progress is the point here, whatever PREFECT_LOGGING_LEVEL says
+    # One pipeline id per run (a served deployment runs many); unbuffered children stream as they go.
+    env = {**os.environ, PIPELINE_ID_ENV: f"prefect-{flow_run.get_id() or uuid.uuid4().hex}",
+           "PYTHONUNBUFFERED": "1"}
+    logger.info("running %s (pipeline id %s)", " ".join(cmd), env[PIPELINE_ID_ENV])
+    tail: deque[str] = deque(maxlen=40)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                          env=env) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                logger.info(line)
+                tail.append(line)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n" + "\n".join(tail))
 
 
 def main() -> None:

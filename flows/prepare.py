@@ -6,10 +6,9 @@ from pathlib import Path
 import mlflow
 from prefect import flow
 
-from flows.common import load_params
+from flows.common import load_params, stage_run
 from liversynth.data.prepare import prepare_dataset
 from liversynth.paths import PREPARED
-from liversynth.tracking.runs import stage_run
 
 
 @flow(name="prepare")

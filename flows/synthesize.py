@@ -11,13 +11,12 @@ import mlflow
 import numpy as np
 from prefect import flow
 
-from flows.common import load_params
+from flows.common import load_params, stage_run
 from liversynth import paths
 from liversynth.data.slice_set import SliceSet, translation_mri
 from liversynth.evaluation import plots
 from liversynth.synthesis.quality import cycle_metrics, histogram_wasserstein
 from liversynth.synthesis.translate import synthesize
-from liversynth.tracking.runs import stage_run
 from liversynth.training.essnet import load_essnet, load_generator, variant_config
 from liversynth.utils.files import write_json
 

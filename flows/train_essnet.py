@@ -14,13 +14,13 @@ import mlflow
 import numpy as np
 from prefect import flow
 
-from flows.common import load_params
+from flows.common import load_params, stage_run
 from liversynth import paths
 from liversynth.data.slice_set import SliceSet, translation_mri
 from liversynth.evaluation import plots
 from liversynth.synthesis.translate import synthesize
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.runs import recorded_run, stage_run
+from liversynth.tracking.runs import log_dataset, recorded_run
 from liversynth.training.checkpoint import save_weights
 from liversynth.training.essnet import TrainResult, train_essnet, variant_config
 from liversynth.utils.files import write_csv
@@ -36,10 +36,14 @@ def train_essnet_flow(variant: str = "essnet") -> dict:
     # Reopen the interrupted run only for this same work (same params and data), never another's.
     key = fingerprint(cfg.model_dump(), params.seed, variant, lock_hash(paths.PREPARED))
     record = checkpoint.with_suffix(".mlflow_run")
-    with recorded_run(record, key, lambda run_id: stage_run(params, "train_essnet", ("essnet",), run_id,
-                                                            variant=variant), resume=checkpoint.exists()):
+    start = lambda run_id: stage_run(params, "train_essnet", ("essnet",), run_id,  # noqa: E731
+                                     system_metrics=True, variant=variant)
+    with recorded_run(record, key, start, resume=checkpoint.exists()):
         mlflow.log_params({"seed": params.seed, "n_ct_slices": len(ct), "n_mri_slices": len(mri),
                            "variant": variant, "effective_lambda_seg": cfg.lambda_seg})
+        digest = lock_hash(paths.PREPARED)  # DVC's md5 of data/prepared
+        log_dataset("ct_train", str(paths.PREPARED / "ct_train"), digest, "training", ct.images, ct.labels)
+        log_dataset("mri_train+unlabelled", str(paths.PREPARED), digest, "training", mri)
         result = train_essnet(ct, mri, cfg, seed=params.seed, checkpoint=checkpoint,
                               on_log=lambda step, row: mlflow.log_metrics(row, step=step))
         if result.resumed_from:

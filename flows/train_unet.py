@@ -18,17 +18,17 @@ import shutil
 import mlflow
 from prefect import flow
 
-from flows.common import load_params
+from flows.common import load_params, stage_run
 from liversynth import paths
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, translation_mri
 from liversynth.synthesis.controls import histogram_matched
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.runs import recorded_run, stage_run
+from liversynth.tracking.runs import log_dataset, recorded_run
 from liversynth.training.checkpoint import save_weights
 from liversynth.training.arms import Arm, unet_arms
 from liversynth.training.unet import train_unet
-from liversynth.utils.files import write_csv, write_json
+from liversynth.utils.files import wide_means, write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
 CHECKPOINTS = paths.CHECKPOINTS / "unet"
@@ -42,13 +42,15 @@ def _train_arm(params: Params, data: dict[str, SliceSet], spec: Arm, ratio: floa
     real, extra = (data["real"], data.get(source)) if spec.real else (data[source], None)
 
     def start(run_id: str | None):
-        return mlflow.start_run(run_id=run_id, run_name=None if run_id else f"unet-{arm}-seed{seed}",
-                                nested=True, parent_run_id=parent_id, tags={**lineage, "kind": "unet", "arm": arm})
+        return mlflow.start_run(run_id=run_id, run_name=None if run_id else f"unet[{arm} seed={seed}]",
+                                nested=True, parent_run_id=parent_id, log_system_metrics=True,
+                                tags={**lineage, "kind": "unet", "arm": arm})
 
     with recorded_run(checkpoint.with_suffix(".mlflow_run"), fingerprint(key, parent_id, arm, seed), start,
                       resume=checkpoint.exists()) as run:
         mlflow.log_params({"arm": arm, "ratio": ratio, "seed": seed, "synthetic_source": source,
                            **{f"unet.{k}": v for k, v in params.section("unet").items()}})
+        _log_inputs(data, spec, source, ratio)
         result = train_unet(real, extra, ratio, params.unet, seed=seed, val=data["val"],
                             checkpoint=checkpoint, on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
         if result.resumed_from:
@@ -59,6 +61,21 @@ def _train_arm(params: Params, data: dict[str, SliceSet], spec: Arm, ratio: floa
         model = {"arm": arm, "seed": seed, "ratio": ratio, "path": str(path), "run_id": run.info.run_id,
                  "val_iou": result.best_val_iou}
         return model, [{"arm": arm, "seed": seed, **row} for row in result.history]
+
+
+def _log_inputs(data: dict[str, SliceSet], spec: Arm, source: str, ratio: float) -> None:
+    """The arm's data as MLflow inputs, each with DVC's md5 of its folder as digest."""
+    prepared = lock_hash(paths.PREPARED)
+    folders = {v: (paths.synthetic_dir(v), lock_hash(paths.synthetic_dir(v))) for v in paths.VARIANTS}
+    folders |= {"ct": (paths.PREPARED / "ct_train", prepared), "histmatch": (paths.PREPARED / "ct_train", prepared)}
+    sets = [("mri_val", paths.PREPARED / "mri_val", prepared, "validation", data["val"])]
+    if spec.real:
+        sets.append(("mri_train", paths.PREPARED / "mri_train", prepared, "training", data["real"]))
+    if spec.source and (ratio > 0 or not spec.real):
+        folder, digest = folders[source]
+        sets.append((f"source_{source}", folder, digest, "training", data[source]))
+    for name, path, digest, context, slices in sets:
+        log_dataset(name, str(path), digest, context, slices.images, slices.labels)
 
 
 @flow(name="train_unet")
@@ -83,6 +100,8 @@ def train_unet_flow() -> list[dict]:
                 history += rows
     write_json(paths.UNET_MODELS, models)
     write_csv(paths.UNET_HISTORY, history, ["arm", "seed", "step", "train_loss", "val_iou", "val_dice"])
+    arms = list(unet_arms(ratio))
+    write_csv(paths.UNET_VAL_IOU, wide_means(history, "step", "arm", "val_iou", arms), ["step", *arms])
     # Finished: a later run must start fresh, not "resume" into other data or params.
     shutil.rmtree(CHECKPOINTS, ignore_errors=True)
     return models

@@ -4,10 +4,9 @@ from __future__ import annotations
 import mlflow
 from prefect import flow
 
-from flows.common import load_params
+from flows.common import load_params, stage_run
 from liversynth.data.validation import DataValidationError, validate_prepared
-from liversynth.paths import PREPARED, VALIDATION
-from liversynth.tracking.runs import stage_run
+from liversynth.paths import DATA_DOCS, PREPARED, VALIDATION
 from liversynth.utils.files import write_json
 
 
@@ -16,11 +15,14 @@ def validate_flow() -> dict:
     params = load_params()
     with stage_run(params, "validate", ("validate",)):
         try:
-            report = validate_prepared(params, PREPARED)
+            report = validate_prepared(params, PREPARED, DATA_DOCS)
         except DataValidationError as err:
             mlflow.set_tag("validation", "failed")
             mlflow.log_text(str(err), "validation_errors.txt")
             raise
+        finally:
+            if DATA_DOCS.exists():  # the Checkpoint's Data Docs, failed checks included
+                mlflow.log_artifacts(str(DATA_DOCS), "data_docs")
         mlflow.log_metric("checks_passed", sum(c["success"] for c in report["checks"]))
         mlflow.log_dict(report, "validation.json")
     write_json(VALIDATION, report)

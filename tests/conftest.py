@@ -1,7 +1,11 @@
-"""Shared fixtures: a tiny prepared dataset, a real MLflow sqlite store in tmp, Prefect's test harness."""
+"""Shared fixtures: a tiny prepared dataset, a real MLflow sqlite store in tmp, Prefect's test harness,
+and one tiny real pipeline run (`dvc repro` in a temporary git copy) for the session."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +67,44 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield PREFECT_API_URL.value()
+
+
+TOP_LEVEL_SKIP = {".venv", ".git", "data", "mlruns", ".prefect", ".checkpoints", "optuna", "models", "reports",
+                  "metrics.json", "dvc.lock", "data.dvc", ".pytest_cache", "benchmarks"}
+
+
+def IGNORE(folder: str, names: list[str]) -> set[str]:
+    """Skip workspace outputs at the repo root (not e.g. src/liversynth/models) and caches anywhere."""
+    skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+    if Path(folder) == REPO / ".dvc":  # this machine's cache, scratch and remote settings stay here
+        skip |= {"cache", "tmp", "config.local"} & set(names)
+    return skip | (TOP_LEVEL_SKIP & set(names) if Path(folder) == REPO else set())
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)  # a loaded CI box
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory: pytest.TempPathFactory, prefect_api: str):
+    """A tiny `dvc repro` in a git copy of the repo: (repo, env, first repro's output). Shared by the
+    session: test_pipeline runs a second (no-op) and a third (changed params) repro in it."""
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    shutil.copytree(REPO, repo, ignore=IGNORE)
+    shutil.copy(REPO / "tests" / "tiny_params.yaml", repo / "params.yaml")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PREFECT_API_URL": prefect_api, "PREFECT_HOME": str(repo / ".prefect"),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "TQDM_DISABLE": "1",
+           "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2"}  # tiny trainings: about a second
+    env.pop("MLFLOW_TRACKING_URI", None)
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "copy"], repo, env)
+    run([sys.executable, "-m", "flows.generate_data"], repo, env)
+    run(["scripts/track_raw_data.sh"], repo, env)
+    first = run(["dvc", "repro"], repo, env)
+    return repo, env, first

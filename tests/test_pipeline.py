@@ -1,4 +1,5 @@
-"""The real pipeline end to end: `dvc repro` in a temporary copy of the repo on a tiny config.
+"""The real pipeline end to end: `dvc repro` in a temporary copy of the repo on a tiny config
+(the session's `pipeline_repo` fixture, tests/conftest.py, shared with test_shared_data and test_mlflow_ui).
 
 Real DVC, real Prefect (one test server shared by every stage process), real MLflow (sqlite store
 in the copy), real Optuna, real Great Expectations.
@@ -7,54 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import run
 
-TOP_LEVEL_SKIP = {".venv", ".git", "data", "mlruns", ".prefect", ".checkpoints", "optuna", "models", "reports",
-                  "metrics.json", "dvc.lock", "data.dvc", ".pytest_cache", "benchmarks"}
-
-
-def IGNORE(folder: str, names: list[str]) -> set[str]:
-    """Skip workspace outputs at the repo root (not e.g. src/liversynth/models) and caches anywhere."""
-    skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
-    return skip | (TOP_LEVEL_SKIP & set(names) if Path(folder) == REPO else set())
 STAGES = ["prepare", "validate", "train_essnet@essnet", "train_essnet@cyclegan", "synthesize@essnet",
           "synthesize@cyclegan", "tune_mix", "train_unet", "evaluate", "register", "segment_demo"]
-
-
-def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def pipeline_repo(tmp_path_factory: pytest.TempPathFactory, prefect_api: str):
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
-    shutil.copytree(REPO, repo, ignore=IGNORE)
-    shutil.copy(REPO / "tests" / "tiny_params.yaml", repo / "params.yaml")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PREFECT_API_URL": prefect_api, "PREFECT_HOME": str(repo / ".prefect"),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "TQDM_DISABLE": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    run(["git", "init", "-q"], repo, env)
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "copy"], repo, env)
-    run([sys.executable, "-m", "flows.generate_data"], repo, env)
-    run(["scripts/track_raw_data.sh"], repo, env)
-    first = run(["dvc", "repro"], repo, env)
-    return repo, env, first
 
 
 def test_every_stage_ran_and_wrote_metrics(pipeline_repo):

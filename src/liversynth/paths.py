@@ -10,7 +10,7 @@ from pathlib import Path
 __all__ = [
     "CHECKPOINTS", "DATA_DVC", "MAKE_RUN", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
     "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
-    "UNET_DIR", "UNET_HISTORY", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
+    "UNET_DIR", "UNET_HISTORY", "UNET_VAL_IOU", "PER_PATIENT_IOU", "DATA_DOCS", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
     "full_model_path", "generator_path", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
     "variant_grid", "variant_history", "variant_losses", "EVALUATE_FIGURES",
     "SEGMENT_DEMO", "SEGMENT_DEMO_FIGURE", "SEGMENT_DEMO_MASK",
@@ -26,14 +26,17 @@ PREPARED = Path("data/prepared")
 REPORTS = Path("reports")
 FIGURES = REPORTS / "figures"
 VALIDATION = REPORTS / "validation.json"
+DATA_DOCS = REPORTS / "data_docs"  # Great Expectations Data Docs (HTML) of the validate stage
 TUNE_RESULT = REPORTS / "tune.json"
 TUNE_TRIALS = REPORTS / "tune_trials.csv"
 UNET_DIR = Path("models/unet")
 UNET_MODELS = UNET_DIR / "models.json"
 UNET_HISTORY = REPORTS / "unet_history.csv"
+UNET_VAL_IOU = REPORTS / "unet_val_iou.csv"  # wide: step, one column per arm (mean over seeds)
 METRICS = Path("metrics.json")
 REPORT = REPORTS / "report.html"
 PER_PATIENT = REPORTS / "per_patient.csv"
+PER_PATIENT_IOU = REPORTS / "per_patient_iou.csv"  # wide: patient, one IoU column per arm (mean over seeds)
 REGISTRY_REPORT = REPORTS / "registry.json"
 MAKE_RUN = REPORTS / "make_run.json"  # wall time of the `make run` that produced metrics.json (not a stage output)
 # Stage segment_demo: one held-out test volume segmented by the champion, on its own grid.

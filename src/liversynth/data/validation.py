@@ -1,8 +1,9 @@
 """Great Expectations checks on the prepared slices, run before anything trains.
 
 The slices are summarised into two small tables (one row per slice, one row per patient-split
-pair) and each table is validated against an expectation suite. A failure raises
-`DataValidationError` whose message lists every broken expectation in plain words.
+pair) and each table is validated against an expectation suite by a GX Checkpoint, which also
+builds the Data Docs site (HTML) when asked. A failure raises `DataValidationError` whose message
+lists every broken expectation in plain words.
 """
 from __future__ import annotations
 
@@ -82,42 +83,60 @@ def _suites(params: Params, image_size: int) -> dict[str, list[Any]]:
     return {"slices": slice_checks, "patients": patient_checks, **{f"split:{k}": v for k, v in per_split.items()}}
 
 
-def validate_prepared(params: Params, prepared_dir: Path) -> dict:
-    """Run every suite; return a JSON-able report, or raise DataValidationError listing failures."""
+def validate_prepared(params: Params, prepared_dir: Path, docs_dir: Path | None = None) -> dict:
+    """Run every suite through a Checkpoint; build Data Docs in `docs_dir` (even when checks fail);
+    return a JSON-able report, or raise DataValidationError listing failures."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     slices, patients = summarise_slices(prepared_dir)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    actions = _data_docs_actions(context, docs_dir) if docs_dir is not None else []
     source = context.data_sources.add_pandas("prepared")
     tables = {"slices": slices, "patients": patients}
     tables.update({f"split:{s}": slices[slices["split"] == s].astype({"has_liver": float}) for s in SPLITS})
     report: dict = {"checks": [], "success": True, "n_slices": int(len(slices))}
     failures: list[str] = []
-    for name, checks in _suites(params, params.prepare.image_size).items():
-        if not checks:
-            continue
-        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all") \
-            .get_batch(batch_parameters={"dataframe": tables[name]})
-        suite = gx.ExpectationSuite(name=f"liversynth-{name}")
+    suites = {name: checks for name, checks in _suites(params, params.prepare.image_size).items() if checks}
+    for name, checks in suites.items():
+        slug = f"liversynth-{name.replace(':', '-')}"
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+        suite = context.suites.add(gx.ExpectationSuite(name=slug))
         for check in checks:
             suite.add_expectation(check)
-        result = batch.validate(suite)
-        for res in result.results:
-            cfg = res.expectation_config
-            assert cfg is not None
-            entry = {"table": name, "expectation": cfg.type, "kwargs": _plain(cfg.kwargs),
-                     "success": bool(res.success), "observed": _plain(res.result)}
-            report["checks"].append(entry)
-            if not res.success:
-                failures.append(_describe(entry, tables[name]))
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=slug, data=batch, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(name=slug, validation_definitions=[definition],
+                                                           actions=actions))
+        run = checkpoint.run(batch_parameters={"dataframe": tables[name]})
+        for result in run.run_results.values():
+            for res in result.results:
+                cfg = res.expectation_config
+                assert cfg is not None
+                entry = {"table": name, "expectation": cfg.type, "kwargs": _plain(cfg.kwargs),
+                         "success": bool(res.success), "observed": _plain(res.result)}
+                report["checks"].append(entry)
+                if not res.success:
+                    failures.append(_describe(entry, tables[name]))
     report["success"] = not failures
     if failures:
         raise DataValidationError(
             f"prepared data in {prepared_dir} failed {len(failures)} check(s):\n  - " + "\n  - ".join(failures)
         )
     return report
+
+
+def _data_docs_actions(context: Any, docs_dir: Path) -> list[Any]:
+    """A local Data Docs site in `docs_dir` and the Checkpoint action that rebuilds it."""
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    Path(docs_dir).mkdir(parents=True, exist_ok=True)
+    context.add_data_docs_site(site_name="liversynth", site_config={
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                          "base_directory": str(Path(docs_dir).resolve())},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
+    return [UpdateDataDocsAction(name="data_docs", site_names=["liversynth"])]
 
 
 def _describe(entry: dict, table: pd.DataFrame) -> str:

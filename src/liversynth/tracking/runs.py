@@ -1,4 +1,5 @@
-"""One MLflow run per stage run: the store, lineage tags, runs left RUNNING by a killed process, reopening.
+"""One MLflow run per stage run: the store, lineage tags, runs left RUNNING by a killed process, reopening;
+one pipeline run per `dvc repro` / `dvc exp run` that groups them; datasets as run inputs.
 
 Tracking stays outside the training loops: the library's loops return losses as values and call
 back; these helpers are what the flows wrap around them.
@@ -6,6 +7,7 @@ back; these helpers are what the flows wrap around them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Run
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from liversynth.config import Params
@@ -22,14 +24,21 @@ from liversynth.runtime.machine import machine_record
 from liversynth.tracking.lineage import dvc_data_hash, git_commit
 from liversynth.utils.connectivity import check_tracking_store
 from liversynth.utils.files import write_atomic_file
+from liversynth.utils.hashing import fingerprint
 from liversynth.utils.process import owner_alive, owner_id
 
-__all__ = ["OWNER_TAG", "close_stale_runs", "lineage_tags", "recorded_run", "save_run", "saved_run",
-           "setup_mlflow", "stage_run"]
+__all__ = ["EXPERIMENT_KIND", "OWNER_TAG", "PIPELINE_ID_ENV", "PIPELINE_TAG", "close_stale_runs", "flat_params",
+           "lineage_tags", "log_dataset", "log_pipeline_metrics", "pipeline_id", "pipeline_run", "recorded_run",
+           "run_url", "save_run", "saved_run", "setup_mlflow", "stage_run"]
 
 # "<host>:<pid>" of the process running a stage's MLflow run, so a later start of the stage can tell
 # a run whose process was killed (-9 never ends its run) from one still going (parallel tune workers).
 OWNER_TAG = "liversynth.owner"
+# MLflow 3's UI opens an experiment on its GenAI overview unless it is marked as model training.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# One id per `dvc repro`: set once by `make run` / flows.pipeline, else derived (see `pipeline_id`).
+PIPELINE_ID_ENV = "LIVERSYNTH_PIPELINE_ID"
+PIPELINE_TAG = "liversynth.pipeline_id"
 
 
 def setup_mlflow(params: Params) -> str:
@@ -43,17 +52,96 @@ def setup_mlflow(params: Params) -> str:
     if exp is None:
         artifacts = Path(params.mlflow.artifact_dir).resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
-        exp_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=artifacts.as_uri())
+        exp_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=artifacts.as_uri(),
+                                          tags=EXPERIMENT_KIND)
     else:
         exp_id = exp.experiment_id
+        for key, value in EXPERIMENT_KIND.items():
+            if exp.tags.get(key) != value:
+                MlflowClient().set_experiment_tag(exp_id, key, value)
     mlflow.set_experiment(experiment_id=exp_id)
     return str(exp_id)
 
 
 def lineage_tags(params: Params, stage: str) -> dict[str, str]:
     return {"stage": stage, "git_commit": git_commit(), "data_dvc_md5": dvc_data_hash(),
-            "dataset": params.data.dataset, OWNER_TAG: owner_id(),
-            **{f"machine.{k}": v for k, v in machine_record().items()}}
+            "dataset": params.data.dataset, OWNER_TAG: owner_id(), PIPELINE_TAG: pipeline_id(params),
+            **_dvc_exp_tags(), **{f"machine.{k}": v for k, v in machine_record().items()}}
+
+
+def flat_params(params: Params) -> dict[str, str]:
+    """Every parameter as `section.key` -> value (top-level scalars as they are), for MLflow params."""
+    out: dict[str, str] = {}
+    for field in dataclasses.fields(params):
+        value = getattr(params, field.name)
+        if dataclasses.is_dataclass(value):
+            out.update({f"{field.name}.{k}": str(v) for k, v in params.section(field.name).items()})
+        else:
+            out[field.name] = str(value)
+    return out
+
+
+def _dvc_exp_tags() -> dict[str, str]:
+    names = {"DVC_EXP_NAME": "dvc.exp_name", "DVC_EXP_BASELINE_REV": "dvc.baseline_rev"}
+    return {tag: os.environ[env] for env, tag in names.items() if os.environ.get(env)}
+
+
+def pipeline_id(params: Params) -> str:
+    """Which `dvc repro` / `dvc exp run` a stage belongs to: LIVERSYNTH_PIPELINE_ID when set (once per
+    repro), else the DVC experiment name and baseline revision, else the git commit; plus a hash of
+    every param, so two experiments from one commit are two pipelines."""
+    explicit = os.environ.get(PIPELINE_ID_ENV)
+    if explicit:
+        return explicit
+    exp = _dvc_exp_tags()
+    base = exp.get("dvc.baseline_rev") or git_commit().removesuffix("-dirty")
+    prefix = f"{exp['dvc.exp_name']}-" if "dvc.exp_name" in exp else ""
+    return f"{prefix}{base[:10]}-{fingerprint(flat_params(params), length=8)}"
+
+
+def pipeline_run(params: Params, experiment_id: str) -> str:
+    """The id of this pipeline's run (kind=pipeline), created on first use with every param.
+
+    It is FINISHED from the start (no process owns it, so none can leave it RUNNING); stages
+    nest under it and `log_pipeline_metrics` fills in the headline numbers later."""
+    client, pid = MlflowClient(), pipeline_id(params)
+    found = client.search_runs([experiment_id], f"tags.`{PIPELINE_TAG}` = '{pid}' and tags.kind = 'pipeline'",
+                               max_results=1)
+    if found:
+        return found[0].info.run_id
+    exp = _dvc_exp_tags()
+    label = exp.get("dvc.exp_name") or pid
+    tags = {"kind": "pipeline", PIPELINE_TAG: pid, "git_commit": git_commit(), "data_dvc_md5": dvc_data_hash(),
+            "dataset": params.data.dataset, **exp}
+    run = client.create_run(experiment_id, run_name=f"pipeline[{label}]", tags=tags)
+    items = [Param(k, v) for k, v in flat_params(params).items()]
+    for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run.info.run_id, params=items[start : start + 100])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def log_pipeline_metrics(params: Params, metrics: dict[str, float]) -> str:
+    """Log headline metrics (e.g. every arm's test IoU, the primary gain and its CI) on the pipeline run."""
+    run_id = pipeline_run(params, setup_mlflow(params))
+    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+                             tags=[RunTag("headline", "true")])
+    return run_id
+
+
+def run_url(run: Run) -> str:
+    """The run's page in the MLflow UI: the tracking server's, else `make ui`'s (127.0.0.1:5000)."""
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+
+
+def log_dataset(name: str, source: str, digest: str, context: str, features: Any, targets: Any = None) -> None:
+    """Log a dataset as an input of the active run: name, source path, DVC md5 as digest, schema."""
+    from mlflow.data.numpy_dataset import from_numpy
+
+    dataset = from_numpy(features, source=source, targets=targets, name=name, digest=digest[:36])
+    mlflow.log_input(dataset, context=context)
 
 
 def close_stale_runs(experiment_id: str, stage: str, keep: str | None = None) -> list[str]:
@@ -74,10 +162,12 @@ def close_stale_runs(experiment_id: str, stage: str, keep: str | None = None) ->
 
 @contextlib.contextmanager
 def stage_run(params: Params, stage: str, sections: tuple[str, ...] = (), resume_run_id: str | None = None,
-              **tags: str) -> Iterator[Run]:
-    """One MLflow run per stage run, tagged with code and data versions and the stage's params.
+              run_name: str | None = None, system_metrics: bool = False, **tags: str) -> Iterator[Run]:
+    """One MLflow run per stage run, tagged with code and data versions and the stage's params, and
+    nested under its pipeline's run. Named `stage[variant]` when a variant tag is given.
 
     With `resume_run_id` (an interrupted training), that run is reopened instead of starting a new one.
+    `system_metrics` samples CPU, memory (and GPU, with nvidia-ml-py) while the run is open.
     """
     experiment_id = setup_mlflow(params)
     if resume_run_id:
@@ -86,10 +176,13 @@ def stage_run(params: Params, stage: str, sections: tuple[str, ...] = (), resume
         except mlflow.exceptions.MlflowException:
             resume_run_id = None
     close_stale_runs(experiment_id, stage, keep=resume_run_id)
-    with mlflow.start_run(run_id=resume_run_id, run_name=None if resume_run_id else stage,
-                          tags={**lineage_tags(params, stage), **tags}) as run:
-        for name in sections:
-            mlflow.log_params({f"{name}.{k}": v for k, v in params.section(name).items()})
+    name = run_name or (f"{stage}[{tags['variant']}]" if "variant" in tags else stage)
+    parent = {"mlflow.parentRunId": pipeline_run(params, experiment_id)}
+    with mlflow.start_run(run_id=resume_run_id, run_name=None if resume_run_id else name,
+                          tags={**lineage_tags(params, stage), **parent, **tags},
+                          log_system_metrics=system_metrics or None) as run:
+        for section in sections:
+            mlflow.log_params({f"{section}.{k}": v for k, v in params.section(section).items()})
         yield run
 
 

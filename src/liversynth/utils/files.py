@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fsync_dir", "remove_path", "write_atomic_dir", "write_atomic_file", "write_csv", "write_json"]
+__all__ = ["fsync_dir", "remove_path", "write_atomic_dir", "write_atomic_file", "wide_means", "write_csv", "write_json"]
 
 
 def fsync_dir(folder: Path) -> None:
@@ -97,3 +97,17 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fieldnames: Sequenc
     writer.writeheader()
     writer.writerows(rows)
     write_atomic_file(path, buf.getvalue())
+
+
+def wide_means(rows: Iterable[Mapping[str, Any]], index: str, column: str, value: str,
+               columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Long rows -> one row per `index` value with one column per `column` value (e.g. per arm), each
+    the mean of `value` over the rows it gathers (e.g. seeds); empty values are skipped, a missing cell
+    is left empty. For `dvc plots`: one series per column, so a diff of two revisions reads."""
+    sums: dict[Any, dict[str, list[float]]] = {}
+    for row in rows:
+        if row.get(value) in (None, ""):
+            continue
+        sums.setdefault(row[index], {}).setdefault(str(row[column]), []).append(float(row[value]))
+    return [{index: key, **{c: (sum(v) / len(v) if (v := cells.get(c)) else "") for c in columns}}
+            for key, cells in sums.items()]

@@ -1,0 +1,119 @@
+"""PNGs of the MLflow UI for the README: the experiment page, two pipeline runs compared, and the
+registered U-Net's page, taken with headless Chromium against `mlflow ui` on the local store.
+
+    python scripts/screenshots.py --out reports/ui        # `make screenshots`
+
+Needs a Chromium (`apt-get install -y chromium`); the pipeline must have run (two pipeline runs
+for the comparison: e.g. `make run` then `dvc exp run -S unet.steps=...`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# The browser reaches the server on 127.0.0.1 under this name: on localhost MLflow 3.17 opens its
+# assistant panel over half the page on first load.
+HOST = "mlflow-ui.test"
+# Model-training view (sidebar, run table) rather than MLflow 3's GenAI default.
+VIEW = "workflowType=machine_learning"
+# name -> window height: the comparison is tall (params and metrics tables below the plot).
+HEIGHTS = {"experiment": 1000, "compare_pipelines": 2400, "registered_model": 1000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"mlflow ui exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    sys.exit(f"mlflow ui did not answer {url} within {timeout:.0f} s")
+
+
+def api(base: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=data,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def pages(base: str, experiment: str, model: str) -> dict[str, str]:
+    """name -> UI URL: the experiment's runs, the two latest pipeline runs compared, the model."""
+    exp = api(base, "experiments/get-by-name?" + urllib.parse.urlencode({"experiment_name": experiment}))
+    exp_id = exp["experiment"]["experiment_id"]
+    runs = api(base, "runs/search", {"experiment_ids": [exp_id], "filter": "tags.kind = 'pipeline'",
+                                     "order_by": ["attributes.start_time DESC"], "max_results": 2}).get("runs", [])
+    ui = base.replace("127.0.0.1", HOST)
+    out = {"experiment": f"{ui}/#/experiments/{exp_id}/runs?{VIEW}"}
+    if len(runs) == 2:
+        ids = json.dumps([r["info"]["run_id"] for r in runs]).replace(" ", "")
+        out["compare_pipelines"] = (f"{ui}/#/compare-runs?runs={urllib.parse.quote(ids)}"
+                                    f"&experiments={urllib.parse.quote(json.dumps([exp_id]))}&{VIEW}")
+    else:
+        print(f"only {len(runs)} pipeline run(s): no comparison page (run a second experiment)")
+    out["registered_model"] = f"{ui}/#/models/{urllib.parse.quote(model)}?{VIEW}"
+    return out
+
+
+def shoot(browser: str, url: str, png: Path, height: int = 1000) -> None:
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--hide-scrollbars", f"--window-size=1600,{height}", "--virtual-time-budget=20000",
+                    f"--host-resolver-rules=MAP {HOST} 127.0.0.1", f"--screenshot={png}", url],
+                   check=True, capture_output=True, timeout=180)
+    print(f"{png}  <-  {url}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("reports/ui"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--store", default=None, help="backend store URI (default: params.yaml's)")
+    args = parser.parse_args()
+    params = yaml.safe_load(args.params.read_text())
+    browser = next((b for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        sys.exit("no Chromium found: apt-get update && apt-get install -y chromium")
+    store = args.store or params.get("mlflow", {}).get("tracking_uri", "sqlite:///mlruns/mlflow.db")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(["mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
+                             "--port", str(port), "--allowed-hosts", f"127.0.0.1:{port},{HOST}:{port}",
+                             "--cors-allowed-origins", f"http://{HOST}:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_up(f"{base}/health", proc)
+        args.out.mkdir(parents=True, exist_ok=True)
+        experiment = params.get("mlflow", {}).get("experiment", "liversynth")
+        model = params.get("register", {}).get("unet_name", "liversynth-unet")
+        for name, url in pages(base, experiment, model).items():
+            shoot(browser, url, args.out / f"{name}.png", HEIGHTS.get(name, 1000))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    main()
