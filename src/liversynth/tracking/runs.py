@@ -7,7 +7,6 @@ back; these helpers are what the flows wrap around them.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from pydantic import BaseModel
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -72,12 +72,12 @@ def lineage_tags(params: Params, stage: str) -> dict[str, str]:
 def flat_params(params: Params) -> dict[str, str]:
     """Every parameter as `section.key` -> value (top-level scalars as they are), for MLflow params."""
     out: dict[str, str] = {}
-    for field in dataclasses.fields(params):
-        value = getattr(params, field.name)
-        if dataclasses.is_dataclass(value):
-            out.update({f"{field.name}.{k}": str(v) for k, v in params.section(field.name).items()})
+    for name in type(params).model_fields:
+        value = getattr(params, name)
+        if isinstance(value, BaseModel):
+            out.update({f"{name}.{k}": str(v) for k, v in params.section(name).items()})
         else:
-            out[field.name] = str(value)
+            out[name] = str(value)
     return out
 
 
