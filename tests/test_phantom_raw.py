@@ -11,8 +11,9 @@ import pytest
 from scipy.ndimage import binary_erosion
 
 from liversynth.config import PhantomConfig
+from liversynth.data.anatomy import Tissue, draw_anatomy
 from liversynth.data.phantom import (
-    Tissue, draw_anatomy, make_patient, patient_rng, render_ct, render_mri, write_phantom,
+    make_patient, patient_rng, render_ct, render_mri, write_phantom,
 )
 from liversynth.data.readers import RawDataError, list_patients, read_patient, reader_for
 
@@ -202,3 +203,20 @@ def test_gzip_has_no_timestamp(raw):
     data = (raw / "ct" / "ct000" / "image.nii.gz").read_bytes()
     assert data[:2] == b"\x1f\x8b" and data[4:8] == b"\x00\x00\x00\x00"
     assert gzip.decompress(data)[344:348] == b"n+1\x00"
+
+
+def test_mri_cohort_shift_moves_anatomy_and_leaves_ct_alone() -> None:
+    import numpy as np
+
+    from liversynth.config import PhantomConfig
+
+    same, shifted = PhantomConfig(n_ct=2, n_mri=4), PhantomConfig(n_ct=2, n_mri=4, mri_shift=1.0)
+    for i in range(2):  # the CT cohort does not depend on the MRI shift, byte for byte
+        assert all(np.array_equal(a, b) for a, b in zip(make_patient(same, "ct", i), make_patient(shifted, "ct", i)))
+
+    def liver_centre_z(cfg: PhantomConfig) -> float:
+        zs = [np.argwhere(make_patient(cfg, "mri", i)[1] == 1)[:, 0].mean() for i in range(4)]
+        return float(np.mean(zs))
+
+    # The shifted stacks start higher up: the liver sits at lower slice indices.
+    assert liver_centre_z(shifted) < liver_centre_z(same) - 1.0
