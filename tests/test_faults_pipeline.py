@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
-from tests.test_pipeline import IGNORE, run
+from tests.conftest import IGNORE, REPO, run
 
 FIGURES: dict[str, str] = {}
 LIVE_PREFECT = ("RUNNING", "PENDING", "SCHEDULED", "CANCELLING")
