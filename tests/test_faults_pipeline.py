@@ -144,6 +144,12 @@ def _runs(repo: Path):
     return client.search_runs([exp.experiment_id], max_results=1000)
 
 
+def _unet_run_name(checkpoint: str) -> str:
+    """`real_only-seed0.pt` -> `unet[real_only seed=0]`, the run name train_unet gives that arm/seed."""
+    arm, _, seed = checkpoint.removesuffix(".pt").rpartition("-seed")
+    return f"unet[{arm} seed={seed}]"
+
+
 def test_training_resumed_from_its_checkpoint(killed_and_resumed):
     repo, _, _, steps, *_ = killed_and_resumed
     runs = _runs(repo)
@@ -154,7 +160,7 @@ def test_training_resumed_from_its_checkpoint(killed_and_resumed):
             ratio = name.rsplit("ratio-", 1)[-1].removesuffix(".pt")
             resumed = [int(r.data.tags["resumed_from_step"]) for r in runs
                        if r.data.tags.get("stage") == stage and "resumed_from_step" in r.data.tags
-                       and (r.info.run_name.startswith(f"unet-{name.removesuffix('.pt')}") if stage == "train_unet"
+                       and (r.info.run_name == _unet_run_name(name) if stage == "train_unet"
                             else r.info.run_name.endswith(f"-ratio-{ratio}"))]
             assert resumed, f"{stage}: no resumed run for checkpoint {name} at step {step}"
             redone += step - max(resumed)
