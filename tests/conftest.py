@@ -6,6 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +111,30 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory, prefect_api: str):
     run(["scripts/track_raw_data.sh"], repo, env)
     first = run(["dvc", "repro"], repo, env)
     return repo, env, first
+
+
+def session_pids(sid: int) -> list[int]:
+    """Pids of the live processes in session `sid` (a helper server's guard leads one)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def wait_until_healthy(url: str, proc: subprocess.Popen, seconds: float, failure: Callable[[], str]) -> None:
+    """Poll `url` until it answers; fail the test with `failure()` if `proc` exits or time runs out."""
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > end:
+                proc.kill()
+                pytest.fail(failure())
+            time.sleep(0.5)

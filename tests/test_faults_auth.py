@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from liversynth.config import Params
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_until_healthy
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +43,8 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory):
                               cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        end = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > end:
-                    pytest.fail("basic-auth MLflow server did not start:\n" + (tmp / "server.log").read_text()[-3000:])
-                time.sleep(0.5)
+        wait_until_healthy(f"{url}/health", server, 180, lambda: "basic-auth MLflow server did not start:\n"
+                           + (tmp / "server.log").read_text()[-3000:])
         yield url, password, tmp
     finally:
         os.killpg(server.pid, signal.SIGKILL)  # a throwaway server: nothing to shut down cleanly

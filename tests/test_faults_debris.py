@@ -11,28 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, session_pids
 
 SCRIPT = REPO / "scripts" / "prefect_api.py"
 
 
-def _session(sid: int) -> list[int]:
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            alive.append(int(stat.parent.name))
-    return alive
-
-
 def _gone(sid: int, timeout_s: float = 10) -> bool:
     end = time.monotonic() + timeout_s
-    while _session(sid) and time.monotonic() < end:
+    while session_pids(sid) and time.monotonic() < end:
         time.sleep(0.05)
-    return not _session(sid)
+    return not session_pids(sid)
 
 
 PARENT = """
@@ -49,12 +37,12 @@ def test_server_session_dies_with_its_killed_parent(tmp_path: Path):
                               stdout=subprocess.PIPE, text=True)
     guard = int(parent.stdout.readline())
     end = time.monotonic() + 10
-    while len(_session(guard)) < 2 and time.monotonic() < end:  # the guard and its "server"
+    while len(session_pids(guard)) < 2 and time.monotonic() < end:  # the guard and its "server"
         time.sleep(0.05)
-    assert len(_session(guard)) == 2
+    assert len(session_pids(guard)) == 2
     parent.kill()  # SIGKILL: no handler, no finally, no EXIT trap runs
     parent.wait()
-    assert _gone(guard), f"left behind: {_session(guard)}"
+    assert _gone(guard), f"left behind: {session_pids(guard)}"
 
 
 def test_leftover_guard_in_the_pid_file_is_killed_on_next_start(tmp_path: Path):
@@ -67,7 +55,7 @@ def test_leftover_guard_in_the_pid_file_is_killed_on_next_start(tmp_path: Path):
                               "sleep", "600"], start_new_session=True)
     try:
         end = time.monotonic() + 10
-        while len(_session(guard.pid)) < 2 and time.monotonic() < end:
+        while len(session_pids(guard.pid)) < 2 and time.monotonic() < end:
             time.sleep(0.05)
         (tmp_path / "server.pid").write_text(str(guard.pid))
         module.kill_leftover(tmp_path / "server.pid")

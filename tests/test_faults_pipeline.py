@@ -22,7 +22,7 @@ import pytest
 import yaml
 import torch
 
-from tests.conftest import IGNORE, REPO, run
+from tests.conftest import IGNORE, REPO, run, session_pids
 
 FIGURES: dict[str, str] = {}
 LIVE_PREFECT = ("RUNNING", "PENDING", "SCHEDULED", "CANCELLING")
@@ -44,19 +44,6 @@ def _wait(cond: Callable[[], bool], proc: subprocess.Popen, what: str, timeout_s
         time.sleep(0.1)
 
 
-def _session_alive(sid: int) -> list[int]:
-    """Pids of the processes in session `sid` (the helper server's guard leads one)."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            alive.append(int(stat.parent.name))
-    return alive
-
-
 def _kill_repro_when(repo: Path, env: dict[str, str], cond: Callable[[Path], bool], what: str) -> dict:
     """Start the pipeline as `make run` does, kill -9 its whole process group once `cond(log)` holds."""
     log = repo / f"repro-{what}.log"
@@ -68,9 +55,9 @@ def _kill_repro_when(repo: Path, env: dict[str, str], cond: Callable[[Path], boo
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = time.monotonic()
-    while _session_alive(guard) and time.monotonic() - killed_at < 10:
+    while session_pids(guard) and time.monotonic() - killed_at < 10:
         time.sleep(0.1)
-    return {"left": _session_alive(guard), "gone_after_s": time.monotonic() - killed_at}
+    return {"left": session_pids(guard), "gone_after_s": time.monotonic() - killed_at}
 
 
 def _checkpoint_steps(folder: Path) -> dict[str, int]:
@@ -92,9 +79,9 @@ def _final_run_with_a_second_repro(repo: Path, env: dict[str, str]) -> tuple[str
                   "seconds": time.monotonic() - second_start}
     assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
     end = time.monotonic() + 10
-    while _session_alive(guard) and time.monotonic() < end:
+    while session_pids(guard) and time.monotonic() < end:
         time.sleep(0.1)
-    concurrent["server_left_after_success"] = _session_alive(guard)
+    concurrent["server_left_after_success"] = session_pids(guard)
     FIGURES["final rerun"] = f"{time.monotonic() - start:.0f} s"
     return log.read_text(), concurrent
 

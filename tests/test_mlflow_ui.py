@@ -7,13 +7,14 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_until_healthy
 import yaml
 
 HEADLINE = ["real_only_test_iou", "mix_test_iou", "mix_cyclegan_test_iou", "gain_iou_mean", "gain_iou_ci_low",
@@ -32,16 +33,8 @@ def mlflow_api(pipeline_repo):
                              "--backend-store-uri", f"sqlite:///{repo / 'mlruns/mlflow.db'}"],
                             cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    pytest.fail(f"mlflow server did not start: {proc.communicate()[1][-3000:]}")
-                time.sleep(0.5)
+        wait_until_healthy(f"{base}/health", proc, 120,
+                           lambda: f"mlflow server did not start: {proc.communicate()[1][-3000:]}")
 
         def api(path: str, body: dict | None = None) -> dict:
             req = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", headers={"Content-Type": "application/json"},
