@@ -78,7 +78,10 @@ def _generator_run(seed: int) -> str | None:
 
 def _in_run(run_id: str | None, log: Callable[[], str]) -> str:
     """Log a model in its training run (resumed, then finished again), else in the active run."""
-    if run_id is None:
+    try:
+        if run_id is None or mlflow.get_run(run_id).info.lifecycle_stage != "active":
+            return log()
+    except mlflow.exceptions.MlflowException:  # a training run this store does not hold
         return log()
     with mlflow.start_run(run_id=run_id, nested=True):
         return log()

@@ -12,7 +12,7 @@ __all__ = [
     "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
     "UNET_DIR", "UNET_HISTORY", "UNET_VAL_IOU", "PER_PATIENT_IOU", "DATA_DOCS", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
     "full_model_path", "generator_dir", "generator_path", "synthetic_root", "STUDY_DIR", "STUDY_MODELS",
-    "STUDY_METRICS", "STUDY_GAIN_CSV", "STUDY_GAIN_FIGURE", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
+    "STUDY_METRICS", "STUDY_RUN", "STUDY_GAIN_CSV", "STUDY_GAIN_FIGURE", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
     "variant_grid", "variant_history", "variant_losses", "EVALUATE_FIGURES",
     "SEGMENT_DEMO", "SEGMENT_DEMO_FIGURE", "SEGMENT_DEMO_MASK",
 ]
@@ -51,6 +51,7 @@ STUDY_MODELS = Path("models/study_unet")
 STUDY_METRICS = STUDY_DIR / "metrics.json"
 STUDY_GAIN_CSV = STUDY_DIR / "gain_vs_labelled.csv"  # wide: labelled patients, one gain column per arm
 STUDY_GAIN_FIGURE = STUDY_DIR / "gain_vs_labelled.png"
+STUDY_RUN = STUDY_DIR / "make_study.json"  # wall time of the `make study` that produced it (not a stage output)
 # Training state outside DVC's outputs (DVC deletes outputs before a stage reruns).
 CHECKPOINTS = Path(".checkpoints")
 
