@@ -26,6 +26,8 @@ from liversynth.config import Params
 from liversynth.runtime.settings import apply_runtime
 from liversynth.tracking import runs
 from liversynth.training.grid import Cell, MapFn, run_cell
+from liversynth.utils.prefect_runs import start_stage_flow_run
+from liversynth.utils.stage_errors import install_short_failures
 
 __all__ = ["PARAMS_PATH", "grid_map", "link_run", "load_params", "stage_run", "task_runner", "with_workers",
            "worker_count"]
@@ -34,6 +36,8 @@ PARAMS_PATH = Path(os.environ.get("LIVERSYNTH_PARAMS", "params.yaml"))
 
 
 def load_params() -> Params:
+    install_short_failures()  # a known failure (bad data, params, service) ends with its one-line reason
+    start_stage_flow_run()  # own this flow run; crash the ones killed processes left RUNNING
     params = Params.from_yaml(PARAMS_PATH)
     apply_runtime(params.runtime)
     return params

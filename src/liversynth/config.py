@@ -18,7 +18,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from liversynth.utils.param_errors import RuleError, format_errors
+from liversynth.utils.param_errors import ParamsError, RuleError, format_errors
 
 __all__ = [
     "DATASETS", "DataConfig", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
@@ -322,13 +322,13 @@ with warnings.catch_warnings():
             try:
                 raw = yaml.safe_load(path.read_text()) or {}
             except (OSError, yaml.YAMLError) as err:
-                raise ValueError(f"{path}: cannot read parameters: {err}") from err
+                raise ParamsError(f"{path}: cannot read parameters: {err}") from err
             if not isinstance(raw, dict):
-                raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+                raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
             try:
                 return cls.model_validate(raw)
             except ValidationError as err:
-                raise ValueError("\n".join(format_errors(err, raw, str(path), cls))) from None
+                raise ParamsError("\n".join(format_errors(err, raw, str(path), cls))) from None
 
         def section(self, name: str) -> dict[str, Any]:
             """One section as a flat dict, for logging as MLflow params."""
