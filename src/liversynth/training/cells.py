@@ -15,11 +15,9 @@ from typing import Any
 from liversynth import paths
 from liversynth.config import EssNetConfig, UNetConfig
 from liversynth.data.slice_set import SliceSet, first_patients, translation_mri
-from liversynth.synthesis.controls import histogram_matched
 from liversynth.training.arms import ARMS, Arm, unet_arms
 from liversynth.training.checkpoint import save_weights
 from liversynth.training.essnet import train_essnet, variant_config
-from liversynth.training.unet import train_unet
 
 __all__ = ["UNetCell", "benchmark_cells", "generator_cell", "unet_cell", "unet_data"]
 
@@ -74,6 +72,8 @@ def unet_data(cell: UNetCell) -> tuple[SliceSet, SliceSet | None, SliceSet]:
     elif spec.source == "ct":
         source = SliceSet.load(paths.PREPARED / "ct_train")
     elif spec.source == "histmatch":
+        from liversynth.synthesis.controls import histogram_matched  # here: MONAI is slow to import
+
         source = histogram_matched(SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED))
     if not spec.real:
         assert source is not None
@@ -83,6 +83,8 @@ def unet_data(cell: UNetCell) -> tuple[SliceSet, SliceSet | None, SliceSet]:
 
 def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path) -> dict[str, Any]:
     """Train one U-Net; weights to out_dir/<arm-seed...>.pt; returns its model record and history."""
+    from liversynth.training.unet import train_unet  # here, not at import: generator workers skip MONAI
+
     real, extra, val = unet_data(cell)
     result = train_unet(real, extra, cell.ratio, cell.cfg, seed=cell.seed, val=val, progress=False,
                         checkpoint=Path(checkpoint_dir) / f"{cell.file_stem}.pt")
