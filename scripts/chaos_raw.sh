@@ -12,7 +12,7 @@ set -euo pipefail
 MARKER="# chaos"
 SEQUENCE="${CHAOS_MR_SEQUENCE:-T2SPIR}"  # first folder of data.mr_sequence (T2SPIR or T1DUAL)
 
-die() { echo "chaos: $*" >&2; exit 1; }
+die() { echo "chaos: $*" >&2; exit 1; }  # one line: its words joined by spaces
 holds_copy() { [ -f "$1/SOURCE.md" ] && [ "$(head -n1 "$1/SOURCE.md")" = "$MARKER" ]; }
 listing() { (cd "$1" && find CT MR -printf '%p %s %T@\n' | LC_ALL=C sort); }
 
@@ -22,18 +22,24 @@ check_layout() {
   [ -n "$dir" ] || die "CHAOS_DIR is not set: make run DATASET=chaos CHAOS_DIR=/path/to/CHAOS_Train_Sets"
   [ -d "$dir" ] || die "CHAOS_DIR=$dir: no such folder"
   for kind in CT MR; do
-    [ -d "$dir/$kind" ] || die "CHAOS_DIR=$dir: not a CHAOS layout, no $kind/ folder (expected CT/<id>/DICOM_anon, MR/<id>/$SEQUENCE/DICOM_anon, each with Ground/)"
+    [ -d "$dir/$kind" ] || die "CHAOS_DIR=$dir: not a CHAOS layout, no $kind/ folder" \
+      "(expected CT/<id>/DICOM_anon, MR/<id>/$SEQUENCE/DICOM_anon, each with Ground/)"
   done
   for id in "$dir"/CT/*/; do
     [ -d "$id" ] || continue
     case $(basename "$id") in .*) continue ;; esac
-    for sub in DICOM_anon Ground; do [ -d "$id$sub" ] || die "${id}: no $sub/ folder (CHAOS CT layout: CT/<id>/DICOM_anon, CT/<id>/Ground)"; done
+    for sub in DICOM_anon Ground; do
+      [ -d "$id$sub" ] || die "${id}: no $sub/ folder (CHAOS CT layout: CT/<id>/DICOM_anon, CT/<id>/Ground)"
+    done
     n_ct=$((n_ct + 1))
   done
   for id in "$dir"/MR/*/; do
     [ -d "$id" ] || continue
     case $(basename "$id") in .*) continue ;; esac
-    for sub in DICOM_anon Ground; do [ -d "$id$SEQUENCE/$sub" ] || die "${id}: no $SEQUENCE/$sub/ folder (CHAOS MR layout: MR/<id>/$SEQUENCE/DICOM_anon, .../Ground)"; done
+    for sub in DICOM_anon Ground; do
+      [ -d "$id$SEQUENCE/$sub" ] || die "${id}: no $SEQUENCE/$sub/ folder" \
+        "(CHAOS MR layout: MR/<id>/$SEQUENCE/DICOM_anon, MR/<id>/$SEQUENCE/Ground)"
+    done
     n_mr=$((n_mr + 1))
   done
   [ "$n_ct" -gt 0 ] || die "CHAOS_DIR=$dir: CT/ holds no patient folders"
@@ -62,18 +68,22 @@ copy() {
   rm -rf "$dest.chaos-tmp" && mkdir -p "$dest.chaos-tmp"
   echo "copying CHAOS_DIR's CT/ and MR/ into $dest (DVC versions the copy; CHAOS_DIR is left as it is)"
   cp -a --reflink=auto "$dir/CT" "$dir/MR" "$dest.chaos-tmp/"
-  printf '%s\n\nCT/ and MR/ copied from a CHAOS_Train_Sets download by `make data DATASET=chaos`\n(scripts/chaos_raw.sh). CHAOS: Kavur et al. 2021, https://chaos.grand-challenge.org.\n' \
-    "$MARKER" > "$dest.chaos-tmp/SOURCE.md"
+  printf '%s\n\n%s\n%s\n' "$MARKER" \
+    "CT/ and MR/ copied from a CHAOS_Train_Sets download by \`make data DATASET=chaos\` (scripts/chaos_raw.sh)." \
+    "CHAOS: Kavur et al. 2021, https://chaos.grand-challenge.org" > "$dest.chaos-tmp/SOURCE.md"
   rm -rf "$dest" && mv "$dest.chaos-tmp" "$dest"
 }
 
 case "${1:-}" in
   check)
-    if [ -z "${2:-}" ] && holds_copy "${3:?DEST}"; then echo "CHAOS_DIR not set: using the CHAOS copy already in $3"
+    if [ -z "${2:-}" ] && holds_copy "${3:?DEST}"; then echo "CHAOS_DIR not set: using the CHAOS copy in $3"
     else check_layout "${2:-}"; fi ;;
   copy)
-    if [ -z "${2:-}" ] && holds_copy "${3:?DEST}"; then echo "$3: keeping its CHAOS copy"; else copy "${2:-}" "${3:?DEST}"; fi ;;
+    if [ -z "${2:-}" ] && holds_copy "${3:?DEST}"; then echo "$3: keeping its CHAOS copy"
+    else copy "${2:-}" "${3:?DEST}"; fi ;;
   release)
-    if holds_copy "${2:?DEST}"; then rm -rf "$2"; echo "$2: removed its copy of CHAOS (CHAOS_DIR itself is untouched)"; fi ;;
+    if holds_copy "${2:?DEST}"; then
+      rm -rf "$2"; echo "$2: removed its copy of CHAOS (CHAOS_DIR itself is untouched)"
+    fi ;;
   *) die "usage: $0 check|copy CHAOS_DIR DEST | release DEST" ;;
 esac
