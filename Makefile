@@ -7,6 +7,8 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 DATASET ?= phantom
 REAL_SAMPLE_SDIST := data/downloads/totalsegmentator-2.18.0.tar.gz
+# DATASET=chaos: the CHAOS_Train_Sets folder (CT/, MR/) of your CHAOS download (README: CHAOS).
+CHAOS_DIR ?=
 WORKERS ?= 2
 # The default DVC remote: a folder on this machine, outside the repo (docs/team_setup.md: S3/SSH/GCS).
 DVC_REMOTE ?= $(HOME)/.cache/liversynth/dvc-remote
@@ -32,6 +34,7 @@ export MLFLOW_HTTP_REQUEST_TIMEOUT ?= 30
 help:
 	@echo "make run   - set up .venv, generate the built-in data, run the whole pipeline (dvc repro)"
 	@echo "make run DATASET=real-sample - the same on real CT/MRI (TotalSegmentator test files; a smoke run)"
+	@echo "make run DATASET=chaos CHAOS_DIR=/path/to/CHAOS_Train_Sets - the paper's protocol on CHAOS (GPU-sized)"
 	@echo "make study - the labelled-patient sweep, every arm, all seeds (study/dvc.yaml; reports/study/)"
 	@echo "make test  - set up .venv and run the tests"
 	@echo "make ui    - MLflow UI on http://127.0.0.1:5000"
@@ -65,12 +68,17 @@ remote: setup
 # The built-in dataset, versioned by DVC (same seed -> same data.dvc hash).
 # DATASET=phantom runs params.yaml as it is. Another built-in dataset brings params-<DATASET>.yaml,
 # copied over params.yaml (DVC tracks params.yaml only), never over uncommitted edits; a later
-# plain `make run` restores the committed params.yaml the same way (only an unedited copy).
+# plain `make run` restores the committed params.yaml the same way (only an unedited copy: equal to a
+# profile or to a committed version of one, as after registering a test split in params-chaos.yaml;
+# scripts/is_profile_copy.sh).
+# DATASET=chaos checks CHAOS_DIR's layout first, then copies its CT/ and MR/ into data/raw
+# (scripts/chaos_raw.sh; DVC cannot version a symlink); any other dataset removes such a copy.
 data: setup remote $(if $(filter real-sample,$(DATASET)),$(REAL_SAMPLE_SDIST))
 	@if [ ! -d .dvc ]; then dvc init --quiet; fi
+	@if [ "$(DATASET)" = chaos ]; then scripts/chaos_raw.sh check "$(CHAOS_DIR)" data/raw; fi
 	@if [ "$(DATASET)" = phantom ]; then \
 	  for f in params-*.yaml; do \
-	    if [ -f "$$f" ] && cmp -s "$$f" params.yaml; then \
+	    if [ -f "$$f" ] && scripts/is_profile_copy.sh params.yaml "$$f"; then \
 	      git checkout -- params.yaml; echo "params.yaml: back to the committed version (was a copy of $$f)"; break; fi; \
 	  done; \
 	else \
@@ -78,11 +86,13 @@ data: setup remote $(if $(filter real-sample,$(DATASET)),$(REAL_SAMPLE_SDIST))
 	  if [ ! -f "$$src" ]; then \
 	    echo "unknown DATASET=$(DATASET): no $$src (known: phantom $$(ls params-*.yaml | sed 's/params-//; s/.yaml//' | tr '\n' ' '))"; exit 1; fi; \
 	  if ! cmp -s "$$src" params.yaml; then \
-	    if ! git diff --quiet -- params.yaml; then \
+	    if ! git diff --quiet -- params.yaml && ! scripts/is_profile_copy.sh params.yaml params-*.yaml; then \
 	      echo "params.yaml has uncommitted edits; commit or stash them before DATASET=$(DATASET)"; exit 1; fi; \
 	    cp "$$src" params.yaml; echo "params.yaml <- $$src (a plain 'make run' goes back to the phantom)"; \
 	  fi; \
 	fi
+	@if [ "$(DATASET)" = chaos ]; then scripts/chaos_raw.sh copy "$(CHAOS_DIR)" data/raw; \
+	else scripts/chaos_raw.sh release data/raw; fi
 	python -m flows.generate_data
 	@# New or changed raw data is read in full before `dvc commit` versions it: broken files are
 	@# refused by name and never reach the DVC cache, data.dvc or any stage.

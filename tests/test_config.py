@@ -47,7 +47,7 @@ def test_repo_params_load_into_typed_objects():
     assert params.validate.min_slices["ct_train"] == 16 and "min_slices" in params.section("validate")
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "params-paper.yaml", "params-real-sample.yaml",
+@pytest.mark.parametrize("name", ["params.yaml", "params-paper.yaml", "params-real-sample.yaml", "params-chaos.yaml",
                                   "tests/tiny_params.yaml"])
 def test_every_shipped_params_file_is_valid(name: str):
     Params.from_yaml(REPO / name)
