@@ -7,6 +7,7 @@ touched except benchmarks/results/.
     python -m benchmarks.run                 # everything (about 10 min on 2 cores)
     python -m benchmarks.run --only essnet,unet --no-e2e
     python -m benchmarks.run --only unet_ensemble,essnet_ensemble,startup --no-e2e --steps 10 --threads 1
+    python -m benchmarks.grid && python -m benchmarks.run --only "" --no-e2e   # the grid; summary.md again
     LIVERSYNTH_PARAMS=params-paper.yaml python -m benchmarks.run --only essnet,unet,synthesis --no-e2e
 """
 from __future__ import annotations
@@ -192,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     order = ["essnet_train", "unet_train", "synthesis", "prepare", "prepare_scaling", "dvc_repro", "dvc_repro_noop"]
     found = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*.json")}
     everything = {k: found[k] for k in sorted(found, key=lambda k: order.index(k) if k in order else 99)}
-    from benchmarks.summary import ensemble_markdown, startup_markdown
+    from benchmarks.summary import ensemble_markdown, grid_markdown, startup_markdown
 
-    plain = {k: v for k, v in everything.items() if not k.startswith(("unet_ensemble", "essnet_ensemble", "startup"))}
-    table = table_markdown(plain, info) + ensemble_markdown(everything) + startup_markdown(everything)
+    plain = {k: v for k, v in everything.items()
+             if not k.startswith(("unet_ensemble", "essnet_ensemble", "startup", "grid", "chaos"))}
+    table = (table_markdown(plain, info) + ensemble_markdown(everything) + grid_markdown(everything)
+             + startup_markdown(everything))
     (RESULTS / "summary.md").write_text(table)
     print(table)
     return 1 if any("error" in r for r in results.values()) else 0

@@ -55,3 +55,21 @@ def startup_markdown(results: dict[str, dict]) -> str:
             lines.append(f"| top imports of {key[len('top_imports_'):]} (cumulative s) | {top} |")
     lines += ["", f"- startup: {machine_line(r)}"]
     return "\n".join(lines) + "\n"
+
+
+def grid_markdown(results: dict[str, dict]) -> str:
+    """The training grid's engine (benchmarks/grid.py): worker processes at 1 thread vs one process."""
+    r = results.get("grid")
+    if not r or "error" in r:
+        return ""
+    lines = ["", "### The training grid: worker processes vs one process", "",
+             "| cells | K | grid: workers x threads | cells/s grid | sequential: 1 process x threads | cells/s sequential "
+             "| ratio | peak RSS of one process grid / seq (MiB) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for kind in ("generator", "unet"):
+        c = r[kind]
+        g, s = c["grid"], c["sequential"]
+        lines.append(f"| {kind} ({c['steps_per_cell']} steps each) | {r['k']} | {g['workers']} x {g['threads']} | "
+                     f"{g['cells_per_s']:.4f} | 1 x {s['threads']} | {s['cells_per_s']:.4f} | {c['ratio']:.2f}x | "
+                     f"{g['peak_rss_mb']:.0f} / {s['peak_rss_mb']:.0f} |")
+    lines += ["", f"- grid: {machine_line(r)}"]
+    return "\n".join(lines) + "\n"

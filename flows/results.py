@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from liversynth import paths
-from liversynth.evaluation.readme_results import block_names, render_results, render_study, replace_block
+from liversynth.evaluation.readme_results import (block_names, render_reproducibility, render_results, render_study,
+                                                  replace_block)
 from liversynth.runtime.machine import machine_record
 from liversynth.utils.files import write_json
 
@@ -35,6 +36,9 @@ def generated_readme(text: str) -> str:
     if "study" in block_names(out) and paths.STUDY_METRICS.exists():
         wall = json.loads(paths.STUDY_RUN.read_text()) if paths.STUDY_RUN.exists() else None
         out = replace_block(out, "study", render_study(json.loads(paths.STUDY_METRICS.read_text()), wall))
+    reproducibility = Path("reports/reproducibility.json")
+    if "reproducibility" in block_names(out) and reproducibility.exists():
+        out = replace_block(out, "reproducibility", render_reproducibility(json.loads(reproducibility.read_text())))
     summary = Path("benchmarks/results/summary.md")
     if "benchmarks" in block_names(out) and summary.exists():
         out = replace_block(out, "benchmarks", summary.read_text())

@@ -28,7 +28,7 @@ def test_every_stage_ran_and_wrote_metrics(pipeline_repo):
     assert metrics["test"]["atlas"]["n_seeds"] == 1
     assert metrics["primary"]["key"] == "gain_iou" and metrics["gain_iou"]["role"] == "primary"
     assert metrics["primary"]["registered"] is False  # tiny_params registers no test split
-    assert metrics["machine"]["torch"].startswith("2.13.0") and metrics["machine"]["threads"] == "2"
+    assert metrics["machine"]["torch"].startswith("2.13.0") and metrics["machine"]["threads"] == "1"
     assert metrics["gain_iou"]["ci_low"] <= metrics["gain_iou"]["mean"] <= metrics["gain_iou"]["ci_high"]
     assert (repo / "data/synthetic/essnet/images.npy").exists() and (repo / "reports/figures/gain.png").exists()
     for key in ("gain_iou_cyclegan", "gain_iou_essnet_vs_cyclegan", "gain_iou_atlas", "gain_iou_essnet_vs_ct",

@@ -26,7 +26,7 @@ def test_generated_blocks_match_the_artifacts(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.chdir(REPO)
     from flows.results import generated_readme
 
-    assert {"results", "benchmarks"} <= set(block_names(README))
+    assert {"results", "benchmarks", "study", "reproducibility"} <= set(block_names(README))
     assert generated_readme(README) == README, "README.md is out of date: run `make results`"
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from liversynth.evaluation.report import ARM_NAMES, headline, machine_line, verdict
 
-__all__ = ["block_names", "render_results", "render_study", "replace_block"]
+__all__ = ["block_names", "render_reproducibility", "render_results", "render_study", "replace_block"]
 
 _BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+)[^>]*-->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
                     re.S)
@@ -101,3 +101,20 @@ def render_study(study: dict[str, Any], wall: dict[str, Any] | None = None) -> s
         lines.append(f"| {n} | {c['test']['real_only']['iou']:.4f} | " + " | ".join(cells) + " |")
     lines += ["", "Gains in IoU points, [interval]: the same hierarchical interval as the default run's."]
     return "\n".join(lines) + "\n"
+
+
+def render_reproducibility(record: dict[str, Any]) -> str:
+    """Runs of one commit side by side (scripts/compare_runs.py): identity, and each verdict."""
+    runs = record["runs"]
+    head = ["| run | threads per process | CPU | metrics.json identical to the first | same verdicts |",
+            "|---|---|---|---|---|"]
+    head += [f"| {r['label']} | {r['threads']} | {r['cpu']} ({r['isa']}) | {'yes' if r['identical_to_first'] else 'no'} "
+             f"| {'yes' if r['same_verdicts_as_first'] else 'no'} |" for r in runs]
+    keys = list(runs[0]["gains"])
+    table = ["", "| comparison | " + " | ".join(r["label"] for r in runs) + " |", "|---|" + "---|" * len(runs)]
+    for k in keys:
+        cells = [f"{_pts(r['gains'][k]['mean'])} [{_pts(r['gains'][k]['ci_low'])}, {_pts(r['gains'][k]['ci_high'])}] "
+                 f"{r['gains'][k]['verdict']}" if k in r["gains"] else "-" for r in runs]
+        table.append(f"| {runs[0]['gains'][k]['label']} | " + " | ".join(cells) + " |")
+    commit = f"Commit `{record['commit'][:10]}`. " if record.get("commit") else ""
+    return commit + "Gains in IoU points [interval] and verdict.\n\n" + "\n".join(head + table) + "\n"
