@@ -29,12 +29,13 @@ export MLFLOW_HTTP_REQUEST_MAX_RETRIES ?= 2
 export MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR ?= 1
 export MLFLOW_HTTP_REQUEST_TIMEOUT ?= 30
 
-.PHONY: setup remote data run test ui prefect-ui dashboard screenshots lock tune bench results clean help
+.PHONY: setup remote data run study test ui prefect-ui dashboard screenshots lock tune bench results clean help
 
 help:
 	@echo "make run   - set up .venv, generate the built-in data, run the whole pipeline (dvc repro)"
 	@echo "make run DATASET=real-sample - the same on real CT/MRI (TotalSegmentator test files; a smoke run)"
 	@echo "make run DATASET=chaos CHAOS_DIR=/path/to/CHAOS_Train_Sets - the paper's protocol on CHAOS (GPU-sized)"
+	@echo "make study - the labelled-patient sweep, every arm, all seeds (study/dvc.yaml; reports/study/)"
 	@echo "make test  - set up .venv and run the tests"
 	@echo "make ui    - MLflow UI on http://127.0.0.1:5000"
 	@echo "make prefect-ui - a local Prefect server and UI on http://127.0.0.1:$(PREFECT_PORT) (stays up)"
@@ -117,6 +118,15 @@ run: data
 	dvc push --quiet || echo "dvc push failed: the outputs are only in this workspace's cache"
 	@echo "MLflow UI: make ui    |    champion: see reports/registry.json"
 	@echo "champion on a held-out test volume: reports/figures/segment_demo.png (liversynth segment: README, Using the champion)"
+
+# The study (study/dvc.yaml): every arm at each of study.labelled_counts labelled patients, on the
+# default run's generators and tuning (run first if they are not up to date); reports/study/.
+study: data
+	python -m liversynth.config params.yaml
+	start=$$(date +%s); LIVERSYNTH_PIPELINE_ID=$${LIVERSYNTH_PIPELINE_ID:-study-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$} \
+	  scripts/with_prefect_api.sh dvc repro study/dvc.yaml; python -m flows.results --record-study $$start
+	dvc metrics show reports/study/metrics.json
+	dvc push --quiet || echo "dvc push failed: the outputs are only in this workspace's cache"
 
 test: setup
 	mypy

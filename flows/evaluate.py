@@ -17,12 +17,10 @@ from liversynth import paths
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, split_sha256
 from liversynth.evaluation import plots, report
-from liversynth.evaluation.atlas import atlas_predict, ct_label_atlas
-from liversynth.evaluation.comparison import SUMMARY_KEYS, check_test_split, compare_arms, per_patient_rows
+from liversynth.evaluation.comparison import SUMMARY_KEYS, check_test_split, compare_arms
 from liversynth.evaluation.drift import anatomy_drift
 from liversynth.evaluation.intervals import hierarchical_gain
-from liversynth.evaluation.metrics import segmentation_scores
-from liversynth.inference.predict import predict
+from liversynth.evaluation.scoring import score_models
 from liversynth.runtime.machine import machine_record
 from liversynth.synthesis.quality import segmentation_consistency
 from liversynth.tracking.runs import log_pipeline_metrics
@@ -30,36 +28,36 @@ from liversynth.training.unet import load_unet
 from liversynth.utils.files import wide_means, write_atomic_file, write_csv, write_json
 
 
-def score_models(models: list[dict], test: SliceSet, params: Params) -> tuple[dict, list[dict]]:
-    """Every trained U-Net (logged on its own run) and the CT-label atlas, scored on the test split."""
-    client, by_arm, rows = MlflowClient(), {}, []
-    for m in models:
-        scores = segmentation_scores(predict(load_unet(Path(m["path"]), params.unet), test.images),
-                                     test.labels, test.patients)
-        client.log_batch(m["run_id"], metrics=[
-            mlflow.entities.Metric(f"test_{k}", scores[k], 0, 0) for k in SUMMARY_KEYS])
-        by_arm.setdefault(m["arm"], []).append((m["seed"], scores))
-        rows += per_patient_rows(m["arm"], m["seed"], scores)
-    atlas = atlas_predict(ct_label_atlas(SliceSet.load(paths.PREPARED / "ct_train")), test)
-    by_arm["atlas"] = [(-1, segmentation_scores(atlas, test.labels, test.patients))]
-    rows += per_patient_rows("atlas", -1, by_arm["atlas"][0][1])
+def score_and_log(models: list[dict], test: SliceSet, params: Params) -> tuple[dict, list[dict]]:
+    """Every trained U-Net and the CT-label atlas scored on test; each U-Net's scores on its own run."""
+    by_arm, rows, per_model = score_models(models, test, params.unet, SliceSet.load(paths.PREPARED / "ct_train"))
+    client = MlflowClient()
+    for m, scores in zip(models, per_model):
+        client.log_batch(m["run_id"], metrics=[mlflow.entities.Metric(f"test_{k}", scores[k], 0, 0)
+                                               for k in SUMMARY_KEYS])
     return by_arm, rows
 
 
 def synthesis_summary(models: list[dict], params: Params) -> dict[str, Any]:
-    """Per variant: translation quality, segmentation consistency and anatomy drift; EssNet - CycleGAN."""
+    """Per variant: translation quality, segmentation consistency and anatomy drift (over generator
+    seeds); EssNet - CycleGAN drift Dice over generator seeds, real-only segmenters and CT patients."""
     segmenters = [load_unet(Path(m["path"]), params.unet) for m in models if m["arm"] == "real_only"]
     out: dict[str, Any] = {}
-    drift_dice = {}
+    drift_dice: dict[str, list[np.ndarray]] = {}
     for variant in paths.VARIANTS:
-        synthetic = SliceSet.load(paths.synthetic_dir(variant))
-        drift = anatomy_drift(segmenters, synthetic)
-        drift_dice[variant] = np.asarray(drift["dice"])
+        dice, shift, consistency = [], [], []
+        for seed in params.essnet.seeds:
+            synthetic = SliceSet.load(paths.synthetic_dir(variant, seed))
+            drift = anatomy_drift(segmenters, synthetic)
+            dice.append(np.asarray(drift["dice"]))
+            shift.append(np.asarray(drift["centroid_shift_px"]))
+            consistency.append(segmentation_consistency(segmenters[0], synthetic))
+        drift_dice[variant] = dice
         out[variant] = {**json.loads(paths.synthesis_metrics_path(variant).read_text()),
-                        "seg_consistency_dice": segmentation_consistency(segmenters[0], synthetic),
-                        "drift_dice": float(np.mean(drift["dice"])),
-                        "drift_centroid_shift_px": float(np.nanmean(drift["centroid_shift_px"]))}
-    diff = (drift_dice["essnet"] - drift_dice["cyclegan"])[None]
+                        "seg_consistency_dice": float(np.mean(consistency)),
+                        "drift_dice": float(np.mean(dice)), "drift_centroid_shift_px": float(np.nanmean(shift)),
+                        "n_generator_seeds": len(params.essnet.seeds)}
+    diff = np.stack([e - c for e, c in zip(drift_dice["essnet"], drift_dice["cyclegan"])])
     out["drift_dice_essnet_minus_cyclegan"] = hierarchical_gain(diff, params.evaluate.n_bootstrap,
                                                                 params.evaluate.ci, seed=params.seed)
     return out
@@ -75,12 +73,14 @@ def evaluate_flow() -> dict:
     registered = check_test_split(params.evaluate, test_hash)  # before any test result is computed
     test = SliceSet.load(test_dir)
     with stage_run(params, "evaluate", ("evaluate",)):
-        by_arm, rows = score_models(models, test, params)
+        by_arm, rows = score_and_log(models, test, params)
         result = compare_arms(by_arm, params.evaluate, params.seed, registered)
         synthesis = synthesis_summary(models, params)
-        metrics = {"test": result["test"], "best_ratio": tune["best_ratio"], "primary": result["primary"],
+        metrics = {"test": result["test"], "best_ratio": tune["best_ratio"], "tuned": _tuned(tune),
+                   "primary": result["primary"],
                    **{k: v for k, v in result.items() if k.startswith("gain_")},
                    "n_test_patients": len(result["patients"]), "seeds": list(params.evaluate.seeds),
+                   "generator_seeds": list(params.essnet.seeds), "labelled_patients": _labelled(params),
                    "ci": params.evaluate.ci, "test_split_sha256": test_hash,
                    "synthesis": synthesis["essnet"], "synthesis_cyclegan": synthesis["cyclegan"],
                    "drift_dice_essnet_minus_cyclegan": synthesis["drift_dice_essnet_minus_cyclegan"],
@@ -98,11 +98,23 @@ def evaluate_flow() -> dict:
         mlflow.log_artifact(str(paths.REPORT))
         _prefect_artifacts(report.render_markdown(metrics, tables), result["test"])
     write_json(paths.METRICS, metrics)
-    write_csv(paths.PER_PATIENT, rows, ["arm", "seed", "patient", "iou", "dice"])
+    write_csv(paths.PER_PATIENT, rows, ["arm", "seed", "generator_seed", "patient", "iou", "dice"])
     arms = list(result["test"])
     wide = [{"patient_index": i, **r} for i, r in enumerate(wide_means(rows, "patient", "arm", "iou", arms))]
     write_csv(paths.PER_PATIENT_IOU, wide, ["patient_index", "patient", *arms])
     return metrics
+
+
+def _tuned(tune: dict) -> dict[str, Any]:
+    """What tune_mix chose on validation, for the mix and for the real-only baseline."""
+    return {"mix": tune.get("mix", {"ratio": tune["best_ratio"]}), "baseline": tune.get("baseline", {}),
+            "n_trials_mix": sum(1 for t in tune["trials"] if float(t["ratio"]) > 0),
+            "n_trials_baseline": sum(1 for t in tune["trials"] if float(t["ratio"]) == 0)}
+
+
+def _labelled(params: Params) -> int:
+    n = len(SliceSet.load(paths.PREPARED / "mri_train").patient_ids())
+    return min(n, params.unet.labelled_patients or n)
 
 
 def _log(metrics: dict, result: dict) -> dict[str, float]:
@@ -138,11 +150,15 @@ def _unet_curves() -> dict[str, tuple[list[int], list[float]]]:
 
 
 def _figures(result: dict, tune: dict) -> dict[str, Path]:
-    fig, trials, ppi = paths.EVALUATE_FIGURES, tune["trials"], result["per_patient_iou"]
+    fig, ppi = paths.EVALUATE_FIGURES, result["per_patient_iou"]
+    best_by_ratio: dict[float, float] = {}
+    for t in tune["trials"]:  # the best trial per ratio (over the learning rates and steps tried)
+        best_by_ratio[float(t["ratio"])] = max(best_by_ratio.get(float(t["ratio"]), -1.0), float(t["val_iou"]))
+    trials = [{"ratio": r, "val_iou": v} for r, v in sorted(best_by_ratio.items())]
     out = {"CT | EssNet synthetic MRI | real MRI (liver contours)": paths.synthesis_grid("essnet"),
            "CT | CycleGAN synthetic MRI (ablation) | real MRI": paths.synthesis_grid("cyclegan"),
            "test IoU by arm": plots.arm_bars(ppi, fig["arms"]),
-           "validation IoU versus mixing ratio (Optuna trials)": plots.iou_vs_ratio(
+           "validation IoU versus mixing ratio (best Optuna trial per ratio)": plots.iou_vs_ratio(
                [t["ratio"] for t in trials], [t["val_iou"] for t in trials], tune["best_ratio"],
                fig["iou_vs_ratio"]),
            "test IoU per patient, paired": plots.gain_plot(ppi["real_only"], ppi["mix"], result["gain_iou"],

@@ -9,6 +9,7 @@ patients. A rerun after any failure completes the same unit (tracking.registry.r
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -17,8 +18,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
-from flows.common import load_params
+from flows.common import load_params, stage_run
 from liversynth import paths
+from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet
 from liversynth.evaluation.metrics import per_patient_iou
 from liversynth.inference.pyfunc import log_pyfunc, raw_like
@@ -26,20 +28,21 @@ from liversynth.inference.spec import ModelSpec
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.model_card import model_description, version_card
 from liversynth.tracking.registry import CHAMPION, UnitMember, alias_version, challenge_champion, register_unit
-from liversynth.tracking.runs import stage_run
 from liversynth.training.essnet import load_generator
 from liversynth.training.unet import load_unet
 from liversynth.utils.files import write_json
 from liversynth.utils.hashing import fingerprint
 
 
-def _members(params, challenger: dict, metrics: dict, splits: dict, test: SliceSet, ct: SliceSet,
+def _members(params: Params, challenger: dict, metrics: dict, splits: dict, test: SliceSet, ct: SliceSet,
              shared: dict, training: dict, specs: dict) -> list[UnitMember]:
     """The unit's two models: how each is logged (pyfunc + state_dict), its tags and model card."""
     cfg, prep = params.register, params.prepare
     spacing = (float(params.data.spacing_mm or 1.0),) * 2
     unet = load_unet(challenger["path"], params.unet, torch.device("cpu"))
-    generator = load_generator(paths.generator_path("essnet"), params.essnet, torch.device("cpu"))
+    gen_seed = _generator_seed(challenger, params)
+    generator = load_generator(paths.generator_path("essnet", gen_seed), params.essnet, torch.device("cpu"))
+    gen_run = _generator_run(gen_seed)
     train = json.loads(shared["data.train_patients"])
 
     def card(kind: str):
@@ -48,14 +51,40 @@ def _members(params, challenger: dict, metrics: dict, splits: dict, test: SliceS
             test_split_hash=shared["data.test_split_hash"], decision=decision, training=training)
 
     return [
-        UnitMember(cfg.unet_name, lambda: log_pyfunc(unet, specs["unet"], raw_like(test.images[:2], "mri", prep),
-                                                     spacing, "unet").model_uri,
+        UnitMember(cfg.unet_name, lambda: _in_run(challenger["run_id"], lambda: log_pyfunc(
+                       unet, specs["unet"], raw_like(test.images[:2], "mri", prep), spacing, "unet").model_uri),
                    {**shared, **training}, card("unet"), model_description("unet")),
-        UnitMember(cfg.generator_name,
-                   lambda: log_pyfunc(generator, specs["ct2mri"], raw_like(ct.images[:2], "ct", prep), spacing,
-                                      "ct2mri_generator").model_uri,
-                   {**shared, "training_run_id": challenger["run_id"]}, card("ct2mri"), model_description("ct2mri")),
+        UnitMember(cfg.generator_name, lambda: _in_run(gen_run, lambda: log_pyfunc(
+                       generator, specs["ct2mri"], raw_like(ct.images[:2], "ct", prep), spacing,
+                       "ct2mri_generator").model_uri),
+                   {**shared, "training_run_id": gen_run or "", "generator_seed": str(gen_seed)}, card("ct2mri"),
+                   model_description("ct2mri")),
     ]
+
+
+def _generator_seed(challenger: dict, params: Params) -> int:
+    seed = challenger.get("generator_seed")
+    return int(params.essnet.seeds[0] if seed is None else seed)
+
+
+def _generator_run(seed: int) -> str | None:
+    """The newest finished training run of this EssNet generator seed, where its model is logged."""
+    found = MlflowClient().search_runs(
+        [e.experiment_id for e in MlflowClient().search_experiments()],
+        f"attributes.run_name = 'train_essnet[essnet seed={seed}]' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def _in_run(run_id: str | None, log: Callable[[], str]) -> str:
+    """Log a model in its training run (resumed, then finished again), else in the active run."""
+    try:
+        if run_id is None or mlflow.get_run(run_id).info.lifecycle_stage != "active":
+            return log()
+    except mlflow.exceptions.MlflowException:  # a training run this store does not hold
+        return log()
+    with mlflow.start_run(run_id=run_id, nested=True):
+        return log()
 
 
 @flow(name="register")
@@ -72,7 +101,8 @@ def register_flow() -> dict:
             "test_split_hash": fingerprint(sorted(splits["mri_test"]))}
     specs = {"unet": ModelSpec.for_unet(prep, params.data.spacing_mm, params.unet, **data),
              "ct2mri": ModelSpec.for_generator(prep, params.data.spacing_mm, params.essnet, **data)}
-    unit = fingerprint(challenger["run_id"], Path(challenger["path"]), paths.generator_path("essnet"))
+    unit = fingerprint(challenger["run_id"], Path(challenger["path"]),
+                       paths.generator_path("essnet", _generator_seed(challenger, params)))
     with stage_run(params, "register", ("register",), unit=unit) as run:
         client = MlflowClient()  # after stage_run: it points MLflow at the project's store
         ours = per_patient_iou(load_unet(challenger["path"], params.unet, torch.device("cpu")), test)
@@ -80,7 +110,7 @@ def register_flow() -> dict:
                     "seed": str(challenger["seed"]), "test_iou": f"{float(np.mean(list(ours.values()))):.6f}",
                     "val_iou": f"{challenger['val_iou']:.6f}"}
         shared = {**{k: v for k, v in run.data.tags.items() if not k.startswith(("mlflow.", "machine.", "liversynth."))},
-                  "synthetic_md5": lock_hash(paths.synthetic_dir("essnet")),
+                  "synthetic_md5": lock_hash(paths.synthetic_root("essnet")),
                   "data.test_split_hash": data["test_split_hash"], "data.train_patients": json.dumps(train)[:4000],
                   "data.train_patients_hash": fingerprint(train),
                   **{f"params.{s}": json.dumps(params.section(s)) for s in ("unet", "tune", "essnet", "prepare")}}

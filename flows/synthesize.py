@@ -1,4 +1,5 @@
-"""Stage `synthesize@<variant>`: every labelled CT slice -> a synthetic MRI slice carrying its CT liver label.
+"""Stage `synthesize@<variant>`: every labelled CT slice -> a synthetic MRI slice carrying its CT liver label,
+once per generator seed (data/synthetic/<variant>/seed<N>/).
 
 Also measures translation quality without downloaded weights: the Wasserstein distance between
 synthetic and real MRI intensity histograms, and cycle-reconstruction MAE/PSNR/SSIM.
@@ -26,23 +27,31 @@ def synthesize_flow(variant: str = "essnet") -> dict:
     params = load_params()
     cfg = variant_config(params.essnet, variant)
     ct = SliceSet.load(paths.PREPARED / "ct_train")
-    synthetic = synthesize(load_generator(paths.generator_path(variant), cfg), ct, params.synthesize.batch_size)
-    synthetic.save(paths.synthetic_dir(variant))
     real = translation_mri(paths.PREPARED)
+    per_seed, first = {}, None
+    for seed in cfg.seeds:  # one synthetic set per generator seed
+        synthetic = synthesize(load_generator(paths.generator_path(variant, seed), cfg), ct,
+                               params.synthesize.batch_size)
+        synthetic.save(paths.synthetic_dir(variant, seed))
+        first = first or synthetic
+        per_seed[str(seed)] = {
+            "n_synthetic": len(synthetic),
+            "wasserstein_synthetic_vs_real_mri": histogram_wasserstein(np.asarray(synthetic.images), real),
+            **cycle_metrics(load_essnet(paths.full_model_path(variant, seed), cfg), ct, real,
+                            params.synthesize.batch_size)}
+    # The headline is the mean over generator seeds; each seed's figures are kept beside it.
+    metrics = {k: float(np.mean([m[k] for m in per_seed.values()])) for k in next(iter(per_seed.values()))}
+    metrics["wasserstein_ct_vs_real_mri"] = histogram_wasserstein(np.asarray(ct.images), real)
     labelled_real = SliceSet.load(paths.PREPARED / "mri_train")
-    metrics = {"n_synthetic": len(synthetic),
-               "wasserstein_synthetic_vs_real_mri": histogram_wasserstein(np.asarray(synthetic.images), real),
-               "wasserstein_ct_vs_real_mri": histogram_wasserstein(np.asarray(ct.images), real),
-               **cycle_metrics(load_essnet(paths.full_model_path(variant), cfg), ct, real,
-                               params.synthesize.batch_size)}
     with stage_run(params, "synthesize", ("synthesize",), variant=variant):
         mlflow.log_metrics(metrics)
+        assert first is not None
         grid = plots.image_grid({"CT": (ct.images, ct.labels),
-                                 f"synthetic MRI ({variant})": (synthetic.images, synthetic.labels),
+                                 f"synthetic MRI ({variant}, seed {cfg.seeds[0]})": (first.images, first.labels),
                                  "real MRI": (labelled_real.images, labelled_real.labels)},
                                 paths.synthesis_grid(variant))
         mlflow.log_artifact(str(grid), "figures")
-    write_json(paths.synthesis_metrics_path(variant), metrics)
+    write_json(paths.synthesis_metrics_path(variant), {**metrics, "per_generator_seed": per_seed})
     return metrics
 
 

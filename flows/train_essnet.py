@@ -1,10 +1,13 @@
-"""Stage `train_essnet@<variant>`: EssNet (CycleGAN + segmenter on synthetic MRI) on unpaired CT and MRI.
+"""Stage `train_essnet@<variant>`: one EssNet (CycleGAN + segmenter on synthetic MRI) per generator seed
+(`essnet.seeds`), on unpaired CT and MRI, the seeds trained at once in worker processes.
 
 Variant `essnet` uses params.essnet as it is; variant `cyclegan` is the ablation, the same network and
-schedule with the segmentation loss off (lambda_seg = 0), i.e. a plain CycleGAN.
+schedule with the segmentation loss off (lambda_seg = 0), i.e. a plain CycleGAN. Several seeds per
+variant put the generators' training randomness into evaluate's intervals.
 
-Training checkpoints to .checkpoints/ (outside DVC's outputs, which DVC deletes before a rerun), so
-a killed run picks up where it stopped on the next `dvc repro`, and its MLflow run is resumed too.
+Each seed checkpoints to .checkpoints/ (outside DVC's outputs, which DVC deletes before a rerun), so a
+killed stage picks up where it stopped on the next `dvc repro` and its MLflow run is reopened. Each
+seed's run (`train_essnet[essnet seed=0]`) is logged, nested under the stage's, once it is trained.
 """
 from __future__ import annotations
 
@@ -14,15 +17,17 @@ import mlflow
 import numpy as np
 from prefect import flow
 
-from flows.common import load_params, stage_run
+from flows.common import grid_map, load_params, stage_run, with_workers
 from liversynth import paths
+from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, translation_mri
 from liversynth.evaluation import plots
 from liversynth.synthesis.translate import synthesize
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.runs import log_dataset, recorded_run
-from liversynth.training.checkpoint import save_weights
-from liversynth.training.essnet import TrainResult, train_essnet, variant_config
+from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
+from liversynth.training.cells import generator_cell
+from liversynth.training.essnet import LOSS_KEYS, load_generator, variant_config
+from liversynth.training.grid import Cell, run_grid
 from liversynth.utils.files import write_csv
 from liversynth.utils.hashing import fingerprint
 
@@ -31,47 +36,62 @@ from liversynth.utils.hashing import fingerprint
 def train_essnet_flow(variant: str = "essnet") -> dict:
     params = load_params()
     cfg = variant_config(params.essnet, variant)
-    checkpoint = paths.essnet_checkpoint(variant)
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
+    checkpoints = [paths.essnet_checkpoint(variant, s) for s in cfg.seeds]
     # Reopen the interrupted run only for this same work (same params and data), never another's.
     key = fingerprint(cfg.model_dump(), params.seed, variant, lock_hash(paths.PREPARED))
-    record = checkpoint.with_suffix(".mlflow_run")
+    record = paths.CHECKPOINTS / f"train_essnet-{variant}.mlflow_run"
     start = lambda run_id: stage_run(params, "train_essnet", ("essnet",), run_id,  # noqa: E731
                                      system_metrics=True, variant=variant)
-    with recorded_run(record, key, start, resume=checkpoint.exists()):
+    with recorded_run(record, key, start, resume=any(c.exists() for c in checkpoints)) as run:
         mlflow.log_params({"seed": params.seed, "n_ct_slices": len(ct), "n_mri_slices": len(mri),
                            "variant": variant, "effective_lambda_seg": cfg.lambda_seg})
         digest = lock_hash(paths.PREPARED)  # DVC's md5 of data/prepared
         log_dataset("ct_train", str(paths.PREPARED / "ct_train"), digest, "training", ct.images, ct.labels)
         log_dataset("mri_train+unlabelled", str(paths.PREPARED), digest, "training", mri)
-        result = train_essnet(ct, mri, cfg, seed=params.seed, checkpoint=checkpoint,
-                              on_log=lambda step, row: mlflow.log_metrics(row, step=step))
-        if result.resumed_from:
-            mlflow.set_tag("resumed_from_step", str(result.resumed_from))
-        save_weights(result.model.g_ct2mri, paths.generator_path(variant))
-        save_weights(result.model, paths.full_model_path(variant))
-        write_csv(paths.variant_history(variant), result.history)
-        for figure in _figures(result, ct, mri, params.synthesize.batch_size, variant):
+        cells = [Cell(f"{variant} seed={s}", generator_cell, {"variant": variant, "seed": s, "cfg": cfg})
+                 for s in cfg.seeds]
+        results = list(run_grid(cells, grid_map(params)).values())
+        for r in results:
+            _log_seed_run(params, run, variant, r)
+        history = [{"seed": r["seed"], **row} for r in results for row in r["history"]]
+        write_csv(paths.variant_history(variant), history, ["seed", "step", *LOSS_KEYS])
+        for figure in _figures(history, ct, mri, params, variant):
             mlflow.log_artifact(str(figure), "figures")
     # Finished cleanly: a later run must start fresh, not "resume" into different data.
-    checkpoint.unlink(missing_ok=True)
+    for checkpoint in checkpoints:
+        checkpoint.unlink(missing_ok=True)
     record.unlink(missing_ok=True)
-    return {"steps": result.steps_done, "resumed_from": result.resumed_from}
+    return {"seeds": [r["seed"] for r in results], "resumed_from": [r["resumed_from"] for r in results]}
 
 
-def _figures(result: TrainResult, ct: SliceSet, mri: np.ndarray, batch_size: int, variant: str) -> list:
+def _log_seed_run(params: Params, parent: mlflow.ActiveRun, variant: str, result: dict) -> None:
+    tags = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+    if result["resumed_from"]:
+        tags["resumed_from_step"] = str(result["resumed_from"])
+    log_child_run(parent.info.run_id, f"train_essnet[{variant} seed={result['seed']}]",
+                  {**tags, "kind": "generator", "generator_seed": str(result["seed"])},
+                  {"generator_seed": result["seed"], "steps": result["steps"]},
+                  [(row["step"], {k: row[k] for k in LOSS_KEYS}) for row in result["history"]])
+
+
+def _figures(history: list[dict], ct: SliceSet, mri: np.ndarray, params: Params, variant: str) -> list:
+    """The first seed's translations as an image grid; every seed's loss curves."""
+    seed = params.essnet.seeds[0]
+    generator = load_generator(paths.generator_path(variant, seed), variant_config(params.essnet, variant))
     preview = ct.select(np.arange(len(ct)) % max(1, len(ct) // 4) == 0)
-    fake = synthesize(result.model.g_ct2mri, preview, batch_size)
+    fake = synthesize(generator, preview, params.synthesize.batch_size)
     grid = plots.image_grid({"CT": (preview.images, preview.labels),
-                             "synthetic MRI": (fake.images, fake.labels),
+                             f"synthetic MRI (seed {seed})": (fake.images, fake.labels),
                              "real MRI": (mri[:: max(1, len(mri) // 4)], None)}, paths.variant_grid(variant))
-    loss = plots.curves({k: ([r["step"] for r in result.history], [r[k] for r in result.history])
-                         for k in ("g_adv", "cycle", "seg", "d")},
-                        paths.variant_losses(variant), f"{variant} losses")
+    curves = {f"{k} seed {s}": ([r["step"] for r in history if r["seed"] == s],
+                                [r[k] for r in history if r["seed"] == s])
+              for s in params.essnet.seeds for k in ("g_adv", "cycle", "seg", "d")}
+    loss = plots.curves(curves, paths.variant_losses(variant), f"{variant} losses")
     return [grid, loss]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variant", choices=paths.VARIANTS, default="essnet")
-    train_essnet_flow(parser.parse_args().variant)
+    with_workers(train_essnet_flow, load_params())(parser.parse_args().variant)

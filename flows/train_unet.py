@@ -1,106 +1,113 @@
-"""Stage `train_unet`: U-Nets per seed for every arm of liversynth.training.arms: real MRI only,
-real + EssNet-synthetic MRI at the tuned ratio, and the controls (CycleGAN synthetic, raw CT,
-histogram-matched CT, synthetic only) at the same ratio.
+"""Stage `train_unet`: U-Nets per seed for every arm of liversynth.training.arms: real MRI only (with its
+own tuned lr/steps), real + EssNet-synthetic MRI at the tuned ratio, and the controls (CycleGAN
+synthetic, raw CT, histogram-matched CT, synthetic only) with the mix's settings.
 
-All arms share seeds, steps and augmentation, so their test scores can be compared patient by
-patient. Each model is its own MLflow run (tag kind=unet) with IoU/Dice curves on the validation split.
+All arms share seeds and augmentation, so their test scores can be compared patient by patient. U-Net
+seed i of a synthetic arm trains on generator seed i (`essnet.seeds`). The cells train at once in
+worker processes (flows.common); each becomes an MLflow run (`unet[mix seed=1 gen=1]`, tag kind=unet)
+with IoU/Dice curves on the validation split, nested under the stage's run.
 
-Each arm/seed checkpoints under .checkpoints/unet/ (outside DVC's outputs, which DVC deletes before
-a rerun), so a killed stage continues on the next `dvc repro`: finished arms restore from their
-final checkpoint, the interrupted one resumes, and their MLflow runs are reopened. The checkpoints
-are deleted once the whole stage has succeeded.
+Each cell checkpoints under .checkpoints/unet/ (outside DVC's outputs, which DVC deletes before a
+rerun), so a killed stage continues on the next `dvc repro`: finished cells restore from their final
+checkpoint, the interrupted one resumes. The checkpoints are deleted once the whole stage succeeded.
 """
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
+from typing import Any
 
 import mlflow
 from prefect import flow
 
-from flows.common import load_params, stage_run
+from flows.common import grid_map, load_params, stage_run, with_workers
 from liversynth import paths
 from liversynth.config import Params
-from liversynth.data.slice_set import SliceSet, translation_mri
-from liversynth.synthesis.controls import histogram_matched
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.runs import log_dataset, recorded_run
-from liversynth.training.checkpoint import save_weights
-from liversynth.training.arms import Arm, unet_arms
-from liversynth.training.unet import train_unet
+from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
+from liversynth.training.arms import ARMS, unet_arms
+from liversynth.training.cells import UNetCell, benchmark_cells, unet_cell, unet_data
+from liversynth.training.grid import Cell, run_grid
 from liversynth.utils.files import wide_means, write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
+__all__ = ["log_unet_runs", "train_cells", "train_unet_flow"]
+
 CHECKPOINTS = paths.CHECKPOINTS / "unet"
+HISTORY_FIELDS = ["arm", "seed", "generator_seed", "labelled", "step", "train_loss", "val_iou", "val_dice"]
 
 
-def _train_arm(params: Params, data: dict[str, SliceSet], spec: Arm, ratio: float, seed: int,
-               parent_id: str, key: str, lineage: dict[str, str]) -> tuple[dict, list[dict]]:
-    """One arm/seed as an MLflow run nested under the stage's, reopened if it was interrupted."""
-    arm, source = spec.name, spec.source or "none"
-    checkpoint = CHECKPOINTS / f"{arm}-seed{seed}.pt"
-    real, extra = (data["real"], data.get(source)) if spec.real else (data[source], None)
-
-    def start(run_id: str | None):
-        return mlflow.start_run(run_id=run_id, run_name=None if run_id else f"unet[{arm} seed={seed}]",
-                                nested=True, parent_run_id=parent_id, log_system_metrics=True,
-                                tags={**lineage, "kind": "unet", "arm": arm})
-
-    with recorded_run(checkpoint.with_suffix(".mlflow_run"), fingerprint(key, parent_id, arm, seed), start,
-                      resume=checkpoint.exists()) as run:
-        mlflow.log_params({"arm": arm, "ratio": ratio, "seed": seed, "synthetic_source": source,
-                           **{f"unet.{k}": v for k, v in params.section("unet").items()}})
-        _log_inputs(data, spec, source, ratio)
-        result = train_unet(real, extra, ratio, params.unet, seed=seed, val=data["val"],
-                            checkpoint=checkpoint, on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
-        if result.resumed_from:
-            mlflow.set_tag("resumed_from_step", str(result.resumed_from))
-        mlflow.log_metrics({"val_iou": result.best_val_iou})
-        path = paths.UNET_DIR / f"{arm}-seed{seed}.pt"
-        save_weights(result.model, path)
-        model = {"arm": arm, "seed": seed, "ratio": ratio, "path": str(path), "run_id": run.info.run_id,
-                 "val_iou": result.best_val_iou}
-        return model, [{"arm": arm, "seed": seed, **row} for row in result.history]
+def train_cells(params: Params, cells: list[UNetCell], out_dir: Path, checkpoints: Path) -> list[dict[str, Any]]:
+    """Every cell through the stage's task runner; results in the cells' order."""
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    grid = [Cell(c.key, unet_cell, {"cell": c, "out_dir": out_dir, "checkpoint_dir": checkpoints}) for c in cells]
+    return list(run_grid(grid, grid_map(params)).values())
 
 
-def _log_inputs(data: dict[str, SliceSet], spec: Arm, source: str, ratio: float) -> None:
-    """The arm's data as MLflow inputs, each with DVC's md5 of its folder as digest."""
+def log_unet_runs(parent: mlflow.ActiveRun, stage: str, cells: list[UNetCell], results: list[dict]) -> list[dict]:
+    """One nested MLflow run per trained cell (after training: tracking stays outside the loops);
+    returns the model records with their run ids."""
+    lineage = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+    models = []
+    for cell, result in zip(cells, results):
+        m = dict(result["model"])
+        tags = {**lineage, "kind": "unet", "arm": cell.arm, "stage": stage}
+        if m["resumed_from"]:
+            tags["resumed_from_step"] = str(m["resumed_from"])
+        curves = [(int(r["step"]), {k: r[k] for k in ("train_loss", "val_iou", "val_dice") if k in r})
+                  for r in result["history"]]
+        m["run_id"] = log_child_run(parent.info.run_id, f"unet[{cell.key}]", tags,
+                                    {"arm": cell.arm, "ratio": cell.ratio, "seed": cell.seed,
+                                     "generator_seed": cell.generator_seed, "labelled_patients": cell.labelled,
+                                     **{f"unet.{k}": v for k, v in cell.cfg.model_dump().items()}},
+                                    curves, {"val_iou": m["val_iou"]}, inside=lambda c=cell: _log_inputs(c))
+        models.append(m)
+    return models
+
+
+def _log_inputs(cell: UNetCell) -> None:
+    """The cell's data as MLflow inputs, each with DVC's md5 of its folder as digest."""
     prepared = lock_hash(paths.PREPARED)
-    folders = {v: (paths.synthetic_dir(v), lock_hash(paths.synthetic_dir(v))) for v in paths.VARIANTS}
-    folders |= {"ct": (paths.PREPARED / "ct_train", prepared), "histmatch": (paths.PREPARED / "ct_train", prepared)}
-    sets = [("mri_val", paths.PREPARED / "mri_val", prepared, "validation", data["val"])]
+    spec = next(a for a in ARMS if a.name == cell.arm)
+    real, extra, val = unet_data(cell)
+    sets = [("mri_val", paths.PREPARED / "mri_val", prepared, "validation", val)]
     if spec.real:
-        sets.append(("mri_train", paths.PREPARED / "mri_train", prepared, "training", data["real"]))
-    if spec.source and (ratio > 0 or not spec.real):
-        folder, digest = folders[source]
-        sets.append((f"source_{source}", folder, digest, "training", data[source]))
-    for name, path, digest, context, slices in sets:
-        log_dataset(name, str(path), digest, context, slices.images, slices.labels)
+        sets.append(("mri_train", paths.PREPARED / "mri_train", prepared, "training", real))
+    if spec.source and (cell.ratio > 0 or not spec.real):
+        slices = extra if spec.real and extra is not None else real
+        if spec.source in paths.VARIANTS and cell.generator_seed is not None:
+            sets.append((f"synthetic_{spec.source}", paths.synthetic_dir(spec.source, cell.generator_seed),
+                         lock_hash(paths.synthetic_root(spec.source)), "training", slices))
+        else:
+            sets.append((f"source_{spec.source}", paths.PREPARED / "ct_train", prepared, "training", slices))
+    for name, path, digest, context, data in sets:
+        log_dataset(name, str(path), digest, context, data.images, data.labels)
+
+
+def history_rows(results: list[dict]) -> list[dict]:
+    return [{**{k: r["model"][k] for k in ("arm", "seed", "generator_seed", "labelled")}, **row}
+            for r in results for row in r["history"]]
 
 
 @flow(name="train_unet")
 def train_unet_flow() -> list[dict]:
     params = load_params()
-    ratio = float(json.loads(paths.TUNE_RESULT.read_text())["best_ratio"])
-    ct = SliceSet.load(paths.PREPARED / "ct_train")
-    data = {"real": SliceSet.load(paths.PREPARED / "mri_train"), "val": SliceSet.load(paths.PREPARED / "mri_val"),
-            **{v: SliceSet.load(paths.synthetic_dir(v)) for v in paths.VARIANTS},
-            "ct": ct, "histmatch": histogram_matched(ct, translation_mri(paths.PREPARED))}
-    models, history = [], []
-    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
-    synthetic_md5 = lock_hash(paths.synthetic_dir("essnet"))
-    key = fingerprint(params.section("unet"), params.evaluate.seeds, ratio, synthetic_md5, lock_hash(paths.PREPARED))
+    tune = json.loads(paths.TUNE_RESULT.read_text())
+    cells = benchmark_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds,
+                            params.unet.labelled_patients)
+    synthetic_md5 = lock_hash(paths.synthetic_root("essnet"))
+    key = fingerprint(params.section("unet"), params.evaluate.seeds, params.essnet.seeds, tune, synthetic_md5,
+                      lock_hash(paths.PREPARED))
     start = lambda run_id: stage_run(params, "train_unet", ("unet",), run_id, synthetic_md5=synthetic_md5)  # noqa: E731
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "train_unet.mlflow_run", key, start) as parent:
-        lineage = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
-        for seed in params.evaluate.seeds:
-            for spec, r in unet_arms(ratio).values():
-                model, rows = _train_arm(params, data, spec, r, seed, parent.info.run_id, key, lineage)
-                models.append(model)
-                history += rows
+        results = train_cells(params, cells, paths.UNET_DIR, CHECKPOINTS)
+        models = log_unet_runs(parent, "train_unet", cells, results)
+    history = history_rows(results)
     write_json(paths.UNET_MODELS, models)
-    write_csv(paths.UNET_HISTORY, history, ["arm", "seed", "step", "train_loss", "val_iou", "val_dice"])
-    arms = list(unet_arms(ratio))
+    write_csv(paths.UNET_HISTORY, history, HISTORY_FIELDS)
+    arms = list(unet_arms(float(tune["best_ratio"])))
     write_csv(paths.UNET_VAL_IOU, wide_means(history, "step", "arm", "val_iou", arms), ["step", *arms])
     # Finished: a later run must start fresh, not "resume" into other data or params.
     shutil.rmtree(CHECKPOINTS, ignore_errors=True)
@@ -108,4 +115,4 @@ def train_unet_flow() -> list[dict]:
 
 
 if __name__ == "__main__":
-    train_unet_flow()
+    with_workers(train_unet_flow, load_params())()

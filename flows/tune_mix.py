@@ -1,14 +1,14 @@
-"""Stage `tune_mix`: Optuna picks the synthetic-to-real mixing ratio on the real-MRI validation split.
+"""Stage `tune_mix`: Optuna picks, on the real-MRI validation split, the synthetic-to-real mixing ratio and
+learning rate of the mix, and the learning rate and steps of the real-only baseline, with the same
+number of trials for each (params.yaml `tune:`).
 
-The test split is never read here. Each trial is an MLflow run nested under the stage's run.
-Trials run concurrently in LIVERSYNTH_WORKERS worker processes (`make tune WORKERS=n`) that share
-one study storage; the stage's outputs are written once, by this flow, after every worker is done.
-LIVERSYNTH_TASK_RUNNER picks the engine: `dask` (default; a local Dask cluster, or the existing one
-at LIVERSYNTH_DASK_ADDRESS whose workers may sit on many machines), `processes` or `threads`.
+The test split is never read here. Each trial is an MLflow run (`trial[ratio=1 lr=0.001 steps=500]`)
+nested under the stage's run. Trials run concurrently as tasks of the stage's task runner (one
+`tune_worker` per worker process, flows.common) that share one study storage; the stage's outputs
+are written once, by this flow, after every worker is done.
 """
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -16,19 +16,26 @@ from pathlib import Path
 import mlflow
 import optuna
 from prefect import flow, task
-from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from flows.common import load_params
+from flows.common import load_params, task_runner, worker_count
 from liversynth.config import Params
-from liversynth.data.slice_set import SliceSet
+from liversynth.data.slice_set import SliceSet, first_patients
 from liversynth.paths import CHECKPOINTS, PREPARED, TUNE_RESULT, TUNE_TRIALS, synthetic_dir
 from liversynth.tracking.runs import lineage_tags, setup_mlflow, stage_run
-from liversynth.training.mix_ratio_study import best_ratio, open_study, run_study, trial_checkpoint, trial_table
+from liversynth.training.mix_ratio_study import (Point, best_point, best_ratio, open_study, point_label, points,
+                                                 run_study, trial_checkpoint, trial_table)
 from liversynth.training.unet import train_unet
 from liversynth.utils.files import write_csv, write_json
 from liversynth.utils.hashing import code_fingerprint, fingerprint
 
-SYNTHETIC = synthetic_dir("essnet")
+__all__ = ["study_name", "task_runner", "tune_mix_flow", "tune_worker"]
+
+
+
+def _synthetic(params: Params) -> Path:
+    """The mix is tuned on the first generator seed's synthetic MRI (the others are its replicates)."""
+    return synthetic_dir("essnet", params.essnet.seeds[0])
+
 # A trial checkpoints like the other trainings: a killed trial is re-queued and its rerun resumes.
 TRIAL_CHECKPOINTS = CHECKPOINTS / "tune"
 
@@ -43,8 +50,12 @@ def study_name(params: Params) -> str:
     """Trials are only comparable for the same data, U-Net, grid, runtime and code: key the study on all."""
     return "tune_mix-" + fingerprint(params.section("unet"), params.section("tune"), params.seed,
                                      params.section("runtime"), code_fingerprint(*_TRIAL_CODE),
-                                     SYNTHETIC / "images.npy", PREPARED / "mri_train/images.npy",
+                                     _synthetic(params) / "images.npy", PREPARED / "mri_train/images.npy",
                                      PREPARED / "mri_val/labels.npy")
+
+
+def grid_points(params: Params) -> list[Point]:
+    return points(params.tune.ratios, params.tune.lrs, params.tune.baseline_steps, params.unet.steps)
 
 
 @task
@@ -52,83 +63,76 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -
     """Run queued trials of the shared study until none is left (or n_trials are done).
 
     Each worker trains with params.yaml's `runtime.threads`, so a trial's result does not depend on
-    how many workers share the machine (give each worker that many cores).
+    how many workers share the machine.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     params = load_params()
     setup_mlflow(params)  # a Dask or pool worker is a fresh interpreter: point it at the tracking store
-    real, val = SliceSet.load(PREPARED / "mri_train"), SliceSet.load(PREPARED / "mri_val")
-    synthetic = SliceSet.load(SYNTHETIC)
-    study = open_study(params.tune.storage, study_name(params), params.tune.ratios, params.tune.seed)
+    real = first_patients(SliceSet.load(PREPARED / "mri_train"), params.unet.labelled_patients)
+    val, synthetic = SliceSet.load(PREPARED / "mri_val"), SliceSet.load(_synthetic(params))
+    study = open_study(params.tune.storage, study_name(params), grid_points(params), params.tune.seed)
 
-    def objective(ratio: float, trial: optuna.Trial) -> float:
-        with mlflow.start_run(run_name=f"trial-{trial.number}-ratio-{ratio:g}", nested=True,
-                              parent_run_id=parent_run_id,
+    def objective(point: Point, trial: optuna.Trial) -> float:
+        ratio = float(point["ratio"])
+        cfg = params.unet.model_copy(update={k: (int(v) if k == "steps" else float(v))
+                                             for k, v in point.items() if k in ("lr", "steps")})
+        with mlflow.start_run(run_name=f"trial[{point_label(point)}]", nested=True, parent_run_id=parent_run_id,
                               tags={**lineage_tags(params, "tune_mix"), "kind": "unet", "arm": "trial"}):
-            mlflow.log_params({"ratio": ratio, "seed": params.tune.seed, "trial": trial.number})
-            result = train_unet(real, synthetic, ratio, params.unet, seed=params.tune.seed, val=val,
-                                checkpoint=trial_checkpoint(TRIAL_CHECKPOINTS, study.study_name, ratio),
-                                on_eval=lambda step, row: mlflow.log_metrics(row, step=step))
+            mlflow.log_params({**point, "seed": params.tune.seed, "trial": trial.number})
+            result = train_unet(real, synthetic if ratio > 0 else None, ratio, cfg, seed=params.tune.seed, val=val,
+                                checkpoint=trial_checkpoint(TRIAL_CHECKPOINTS, study.study_name, point),
+                                on_eval=lambda step, row: mlflow.log_metrics(row, step=step), progress=False)
             if result.resumed_from:
                 mlflow.set_tag("resumed_from_step", str(result.resumed_from))
-            mlflow.log_metrics({"val_iou": result.best_val_iou,
-                                "val_dice": max(r.get("val_dice", 0.0) for r in result.history)})
-            trial.set_user_attr("val_dice", max(r.get("val_dice", 0.0) for r in result.history))
+            val_dice = max(r.get("val_dice", 0.0) for r in result.history)
+            mlflow.log_metrics({"val_iou": result.best_val_iou, "val_dice": val_dice})
+            trial.set_user_attr("val_dice", val_dice)
             return result.best_val_iou
 
     run_study(study, objective, n_trials)
     return study.study_name
 
 
-def task_runner(workers: int) -> TaskRunner:
-    """The engine that runs `workers` tune_worker tasks at once (see the module docstring)."""
-    kind = os.environ.get("LIVERSYNTH_TASK_RUNNER", "dask")
-    if kind == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        if address := os.environ.get("LIVERSYNTH_DASK_ADDRESS"):
-            return DaskTaskRunner(address=address)
-        # Dask's INFO chatter: off here and, through the environment, in the worker processes.
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-        # One single-threaded Dask worker process per trial worker: U-Net training holds the GIL
-        # often enough that threads would serialise it.
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                              "dashboard_address": None, "silence_logs": logging.WARNING})
-    if kind == "processes":
-        return ProcessPoolTaskRunner(max_workers=workers)
-    if kind == "threads":
-        return ThreadPoolTaskRunner(max_workers=workers)
-    raise ValueError(f"LIVERSYNTH_TASK_RUNNER={kind!r}: expected dask, processes or threads")
+def _result(study: optuna.Study, params: Params) -> dict:
+    """tune.json: the mix's and the baseline's chosen settings, and every trial."""
+    rows = trial_table(study)
+    mix: dict = {"ratio": best_ratio(study), "lr": params.unet.lr, "steps": params.unet.steps}
+    baseline: dict = {"lr": params.unet.lr, "steps": params.unet.steps}
+    if any(float(r["ratio"]) > 0 for r in rows):
+        mix.update(best_point(study, baseline=False))
+    baseline.update({k: v for k, v in best_point(study, baseline=True).items() if k != "ratio"})
+    val = {p: max((r["val_iou"] for r in rows if (float(r["ratio"]) == 0) == (p == "baseline")), default=None)
+           for p in ("baseline", "mix")}
+    mix["steps"], baseline["steps"] = int(mix["steps"] or params.unet.steps), int(baseline["steps"] or params.unet.steps)
+    return {"study": study.study_name, "best_ratio": mix["ratio"], "best_val_iou": val["mix"],
+            "baseline_val_iou": val["baseline"], "mix": mix, "baseline": baseline, "trials": rows}
 
 
 @flow(name="tune_mix")
-def tune_mix_flow(workers: int = 1) -> dict:
+def tune_mix_flow() -> dict:
     params = load_params()
+    workers = worker_count(params)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with stage_run(params, "tune_mix", ("unet", "tune")) as run:
         limit = int(os.environ["LIVERSYNTH_TRIALS"]) if "LIVERSYNTH_TRIALS" in os.environ else None
         # Queue the grid here, once, before any worker starts (workers re-check it, harmlessly).
-        name = open_study(params.tune.storage, study_name(params), params.tune.ratios, params.tune.seed).study_name
+        name = open_study(params.tune.storage, study_name(params), grid_points(params), params.tune.seed).study_name
         if workers <= 1:
             tune_worker(run.info.run_id, limit)
         else:
             futures = [tune_worker.submit(run.info.run_id, limit) for _ in range(workers)]
             for future in futures:
                 future.result()  # re-raises a worker's failure; its trial is re-queued next run
-        study = open_study(params.tune.storage, name, params.tune.ratios, params.tune.seed)
-        rows = trial_table(study)
-        result = {"study": name, "best_ratio": best_ratio(study), "best_val_iou": study.best_value,
-                  "baseline_val_iou": next((r["val_iou"] for r in rows if r["ratio"] == 0.0), None),
-                  "trials": rows}
-        mlflow.log_metrics({"best_ratio": result["best_ratio"], "best_val_iou": result["best_val_iou"]})
+        result = _result(open_study(params.tune.storage, name, grid_points(params), params.tune.seed), params)
+        mlflow.log_metrics({k: float(result[k]) for k in ("best_ratio", "best_val_iou", "baseline_val_iou")
+                            if result[k] is not None})
         mlflow.log_dict(result, "tune.json")
     write_json(TUNE_RESULT, result)
-    write_csv(TUNE_TRIALS, rows, ["ratio", "val_iou", "val_dice", "trial"])
+    write_csv(TUNE_TRIALS, result["trials"], ["ratio", "lr", "steps", "val_iou", "val_dice", "trial"])
     shutil.rmtree(TRIAL_CHECKPOINTS, ignore_errors=True)  # every trial is complete in the study
     return result
 
 
 if __name__ == "__main__":
-    n = int(os.environ.get("LIVERSYNTH_WORKERS", "1"))
-    (tune_mix_flow.with_options(task_runner=task_runner(n)) if n > 1 else tune_mix_flow)(workers=n)
+    n = worker_count(load_params())
+    (tune_mix_flow.with_options(task_runner=task_runner(n)) if n > 1 else tune_mix_flow)()

@@ -127,6 +127,15 @@ RULES = {
     "image size vs phantom": ({"prepare.image_size": 64}, r"prepare.image_size = 64: must be <= phantom.size = 32"),
     "image size minimum": ({"prepare.image_size": 4}, r"prepare.image_size = 4: must be >= 8"),
     "names non-empty": ({"register.unet_name": ""}, r"register.unet_name = '': must not be empty"),
+    "generator seeds pair with U-Net seeds": ({"essnet.seeds": [0, 1, 2]},
+                                              r"essnet.seeds = \[0, 1, 2\]: needs 1 or len\(evaluate.seeds\) = 2"),
+    "generator seeds distinct": ({"essnet.seeds": [1, 1]}, r"essnet.seeds = \[1, 1\]: values must be distinct"),
+    "labelled patients fit the split": ({"unet.labelled_patients": 2},
+                                        r"unet.labelled_patients = 2: asks for more labelled patients than"),
+    "study counts fit the split": ({"study.labelled_counts": [1, 4]},
+                                   r"study.labelled_counts = \[1, 4\]: asks for more labelled patients"),
+    "baseline gets the mix's budget": ({"tune.lrs": [0.001], "tune.baseline_steps": [5, 6, 7]},
+                                       r"tune.baseline_steps = \[5, 6, 7\]: needs one entry per non-zero ratio \(1\)"),
 }
 
 

@@ -13,6 +13,8 @@ from tests.conftest import REPO
 from tests.dag_deps import closure, covered, imported_modules, module_file, params_covered, params_read
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
+# The study's own dvc.yaml (wdir: the repository root), checked the same way.
+STUDY_YAML = yaml.safe_load((REPO / "study" / "dvc.yaml").read_text())
 
 
 def expand_stages(dag: dict) -> dict[str, dict]:
@@ -43,7 +45,9 @@ def missing(stage: dict) -> tuple[list[str], list[str]]:
 
 
 def test_every_stage_declares_the_code_it_runs_and_the_params_it_reads() -> None:
-    problems = {name: missing(stage) for name, stage in expand_stages(DVC_YAML).items()}
+    stages = {**expand_stages(DVC_YAML), **expand_stages(STUDY_YAML)}
+    assert all(s.get("wdir") == ".." for s in expand_stages(STUDY_YAML).values())
+    problems = {name: missing(stage) for name, stage in stages.items()}
     assert {k: v for k, v in problems.items() if v != ([], [])} == {}
 
 
@@ -62,7 +66,7 @@ def test_a_removed_dep_or_param_is_caught() -> None:
 
 def _dag_outputs() -> set[str]:
     outs = set()
-    for stage in expand_stages(DVC_YAML).values():
+    for stage in [*expand_stages(DVC_YAML).values(), *expand_stages(STUDY_YAML).values()]:
         for kind in ("outs", "metrics", "plots"):
             outs |= set(_paths(stage.get(kind)))
     return outs
@@ -71,19 +75,21 @@ def _dag_outputs() -> set[str]:
 def _named_paths() -> set[str]:
     named = {str(v) for k, v in vars(paths).items() if isinstance(v, Path) and k.isupper()}
     named |= {str(p) for p in paths.EVALUATE_FIGURES.values()}
-    for fn in (paths.generator_path, paths.full_model_path, paths.variant_grid, paths.variant_losses,
-               paths.variant_history, paths.synthetic_dir, paths.synthesis_metrics_path, paths.synthesis_grid):
+    for fn in (paths.generator_dir, paths.variant_grid, paths.variant_losses, paths.variant_history,
+               paths.synthetic_root, paths.synthesis_metrics_path, paths.synthesis_grid):
         named |= {str(fn(v)) for v in paths.VARIANTS}
     return named
 
 
 def test_paths_module_names_every_dag_output() -> None:
     named = _named_paths()
-    models = {str(paths.generator_path(v).parent) for v in paths.VARIANTS}
-    assert _dag_outputs() - named - models == set()
+    assert _dag_outputs() - named == set()
+    # per-seed files live inside their variant's output
+    assert all(paths.generator_dir(v) in paths.generator_path(v, 3).parents and
+               paths.synthetic_root(v) in paths.synthetic_dir(v, 3).parents for v in paths.VARIANTS)
     # and nothing it names as a stage output is missing from the DAG (inputs and scratch excepted)
     not_outputs = {str(p) for p in (paths.RAW, paths.DATA_DVC, paths.DOWNLOADS, paths.REAL_SAMPLE_SHA256, paths.MAKE_RUN,
-                                    paths.REPORTS, paths.FIGURES, paths.CHECKPOINTS, paths.UNET_MODELS)}
+                                    paths.REPORTS, paths.FIGURES, paths.CHECKPOINTS, paths.UNET_MODELS, paths.STUDY_DIR, paths.STUDY_RUN)}
     inside_outputs = {p for p in named if any(Path(o) in Path(p).parents for o in _dag_outputs())}
     assert named - _dag_outputs() - not_outputs - inside_outputs == set()
 

@@ -81,11 +81,13 @@ def test_mlflow_ui_sees_pipelines_names_datasets_and_system_metrics(mlflow_api):
     for pid, members in by_pipeline.items():
         names = Counter(r["info"]["run_name"] for r in members)
         assert max(names.values()) == 1, names  # names tell every run of one repro apart
-        top = [r for r in members if _tags(r).get("kind") not in ("unet",) and "trial" not in r["info"]["run_name"]]
+        top = [r for r in members if _tags(r).get("kind") not in ("unet", "generator")
+               and "trial" not in r["info"]["run_name"]]
         assert {_tags(r)["mlflow.parentRunId"] for r in top} == {pipeline_of[pid]["info"]["run_id"]}
     first = by_pipeline[_tags(min(pipelines, key=lambda p: p["info"]["start_time"]))["liversynth.pipeline_id"]]
     assert {"train_essnet[essnet]", "train_essnet[cyclegan]", "synthesize[essnet]", "synthesize[cyclegan]",
-            "unet[mix seed=1]", "unet[real_only seed=0]", "evaluate"} <= {r["info"]["run_name"] for r in first}
+            "train_essnet[essnet seed=0]", "train_essnet[cyclegan seed=1]", "unet[mix seed=1 gen=1]",
+            "unet[real_only seed=0]", "trial[ratio=1]", "evaluate"} <= {r["info"]["run_name"] for r in first}
     with_eval = [pipeline_of[pid] for pid, rs in by_pipeline.items() if any(_tags(r)["stage"] == "evaluate" for r in rs)]
     assert with_eval
     for p in with_eval:
@@ -101,10 +103,10 @@ def test_mlflow_ui_sees_pipelines_names_datasets_and_system_metrics(mlflow_api):
     inputs = {d["dataset"]["name"]: d for d in essnet["inputs"]["dataset_inputs"]}
     assert inputs["ct_train"]["dataset"]["digest"] == prepared_md5
     assert {t["value"] for t in inputs["ct_train"]["tags"]} >= {"training"}
-    unet = next(r for r in first if r["info"]["run_name"] == "unet[mix seed=1]")
+    unet = next(r for r in first if r["info"]["run_name"] == "unet[mix seed=1 gen=1]")
     digests = {d["dataset"]["name"]: d["dataset"]["digest"] for d in unet["inputs"]["dataset_inputs"]}
     synthetic = next(o["md5"] for s in lock["stages"].values() for o in s.get("outs", [])
-                     if o["path"] == "data/synthetic/essnet")
+                     if o["path"] == "data/synthetic/essnet")  # every generator seed's synthetic MRI
     assert digests["mri_train"] == prepared_md5 and digests["mri_val"] == prepared_md5
     ratio = float({q["key"]: q["value"] for q in unet["data"]["params"]}["ratio"])
     assert ("synthetic_essnet" in digests) == (ratio > 0)  # synthetic data is an input only when mixed in
@@ -115,3 +117,14 @@ def test_mlflow_ui_sees_pipelines_names_datasets_and_system_metrics(mlflow_api):
         assert any(k.startswith("system/cpu") for k in keys) and any(k.startswith("system/") and "memory" in k
                                                                      for k in keys), sorted(keys)
     assert (repo / "reports/data_docs/index.html").exists()  # GX Checkpoint's Data Docs
+
+
+def test_registered_models_are_logged_in_the_runs_that_trained_them(mlflow_api):
+    api, _ = mlflow_api
+    for name, kind in (("liversynth-unet", "unet"), ("liversynth-ct2mri", "generator")):
+        version = api("registered-models/alias?" + urllib.parse.urlencode({"name": name, "alias": "challenger"}))
+        version = version["model_version"]
+        trained_in = api("runs/get?" + urllib.parse.urlencode({"run_id": version["run_id"]}))["run"]
+        assert _tags(trained_in)["kind"] == kind, (name, trained_in["info"]["run_name"])
+        assert {t["key"]: t["value"] for t in version["tags"]}["training_run_id"] == version["run_id"]
+        assert version["description"]

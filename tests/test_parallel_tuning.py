@@ -21,10 +21,10 @@ from liversynth.training.mix_ratio_study import open_study, remaining_trials, ru
 RATIOS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0)
 
 
-def _objective(ratio: float, trial: optuna.Trial) -> float:
+def _objective(point: dict, trial: optuna.Trial) -> float:
     time.sleep(0.2)  # long enough for the two workers to overlap
     trial.set_user_attr("pid", os.getpid())
-    return -abs(ratio - 1.0)
+    return -abs(point["ratio"] - 1.0)
 
 
 def _worker(storage: str, name: str, barrier) -> None:
@@ -87,7 +87,7 @@ def test_the_flow_picks_the_requested_engine(monkeypatch) -> None:
     from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
 
-    from flows.tune_mix import task_runner
+    from flows.common import task_runner
 
     for kind, cls in (("dask", DaskTaskRunner), ("processes", ProcessPoolTaskRunner),
                       ("threads", ThreadPoolTaskRunner)):
@@ -99,3 +99,21 @@ def test_the_flow_picks_the_requested_engine(monkeypatch) -> None:
     monkeypatch.setenv("LIVERSYNTH_TASK_RUNNER", "spark")
     with pytest.raises(ValueError):
         task_runner(2)
+
+
+def test_the_baseline_gets_as_many_trials_as_the_mix(tmp_path: Path) -> None:
+    """Grid of the mix (ratio x lr) and of the baseline (lr x its own steps): same size, each run once;
+    the best of each side is chosen on its own."""
+    from liversynth.training.mix_ratio_study import best_point, points
+
+    grid = points((0.0, 1.0, 3.0), (5e-4, 1e-3), (500, 1000), steps=500)
+    mix, base = [p for p in grid if p["ratio"] > 0], [p for p in grid if p["ratio"] == 0]
+    assert len(mix) == len(base) == 4 and {p["steps"] for p in base} == {500.0, 1000.0}
+
+    def objective(point: dict, trial: optuna.Trial) -> float:
+        return point["lr"] * 1000 + point["steps"] / 1e4 - point["ratio"] / 10
+
+    study = run_study(open_study(str(tmp_path / "j.log"), "s", grid, seed=0), objective)
+    assert len(trial_table(study)) == 8
+    assert best_point(study, baseline=True) == {"ratio": 0.0, "lr": 1e-3, "steps": 1000.0}
+    assert best_point(study, baseline=False) == {"ratio": 1.0, "lr": 1e-3, "steps": 500.0}

@@ -26,7 +26,7 @@ def _workspace(root: Path, run_id: str) -> None:
     save_weights(build_unet(params.unet), root / f"models/unet/{run_id}.pt")
     (root / "models/unet/models.json").write_text(json.dumps(
         [{"arm": "mix", "val_iou": 0.5, "path": f"models/unet/{run_id}.pt", "run_id": run_id, "ratio": 1.0, "seed": 0}]))
-    save_weights(ResnetGenerator(1, 1, params.essnet.ngf, params.essnet.n_blocks), root / "models/essnet/g_ct2mri.pt")
+    save_weights(ResnetGenerator(1, 1, params.essnet.ngf, params.essnet.n_blocks), root / "models/essnet/seed0/g_ct2mri.pt")
     (root / "metrics.json").write_text(json.dumps({"gain_iou": GAIN, "ci": 0.95, "test": {"mix": {"iou": 0.5}}}))
     splits = {"ct_train": ["c0", "c1"], "mri_train": ["m9"], "mri_test": ["mri_test-0", "mri_test-1"]}
     blob_slices(6, seed=1, prefix="mri_test-").save(root / "data/prepared/mri_test")

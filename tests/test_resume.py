@@ -133,13 +133,14 @@ def _write_stage_inputs(root: Path) -> None:
     blob_slices(4, size=16, seed=5, prefix="u").save(root / PREPARED / "mri_unlabelled")
     blob_slices(8, size=16, seed=6, prefix="c").save(root / PREPARED / "ct_train")  # the raw-CT control arms
     for k, variant in enumerate(("essnet", "cyclegan")):
-        blob_slices(8, size=16, seed=2 + k, prefix="s").save(root / synthetic_dir(variant))
+        blob_slices(8, size=16, seed=2 + k, prefix="s").save(root / synthetic_dir(variant, 0))
     (root / TUNE_RESULT).parent.mkdir(parents=True)
     (root / TUNE_RESULT).write_text(json.dumps({"best_ratio": 1.0}))
     params = yaml.safe_load((REPO / "tests/tiny_params.yaml").read_text())
     params["unet"] = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "steps": 12, "batch_size": 2,
                       "lr": 0.001, "eval_every": 4}
     params["evaluate"]["seeds"] = [0]
+    params["essnet"]["seeds"] = [0]
     params["mlflow"]["experiment"] = "resume"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
@@ -148,14 +149,16 @@ SLOW_FLOW = """
 import time
 import torch
 import flows.train_unet as stage
+import liversynth.training.cells as cells
 torch.set_num_threads(1)
-train = stage.train_unet
+train = cells.train_unet
 def slow_train(*args, on_eval=None, **kwargs):
     def pause(step, row):
-        on_eval(step, row)
+        if on_eval is not None:
+            on_eval(step, row)
         time.sleep(1.0)
     return train(*args, on_eval=pause, **kwargs)
-stage.train_unet = slow_train
+cells.train_unet = slow_train
 stage.train_unet_flow.fn()
 """
 
@@ -165,7 +168,8 @@ def test_killed_train_unet_stage_resumes_and_reopens_its_mlflow_runs(tmp_path, m
 
     _write_stage_inputs(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    env = _env(MLFLOW_TRACKING_URI=uri, PREFECT_HOME=str(tmp_path / ".prefect"))
+    monkeypatch.setenv("LIVERSYNTH_WORKERS", "1")  # in this process: the cells run here, one after another
+    env = _env(MLFLOW_TRACKING_URI=uri, PREFECT_HOME=str(tmp_path / ".prefect"), LIVERSYNTH_WORKERS="1")
     env.pop("LIVERSYNTH_PARAMS", None)
     proc = subprocess.Popen([sys.executable, "-c", SLOW_FLOW], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -175,7 +179,8 @@ def test_killed_train_unet_stage_resumes_and_reopens_its_mlflow_runs(tmp_path, m
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("resume").experiment_id
     killed = {r.info.run_id: r for r in client.search_runs([experiment]) if r.data.tags.get("kind") != "pipeline"}
-    assert {r.info.status for r in killed.values()} == {"RUNNING"}  # what kill -9 leaves behind
+    assert {r.info.status for r in killed.values()} == {"RUNNING"}  # what kill -9 leaves behind: the stage's run
+    # (a cell's own run is logged only once it is trained, so none is left half-made)
     # (the pipeline run is FINISHED from its creation: no process owns it)
 
     monkeypatch.chdir(tmp_path)
@@ -185,9 +190,9 @@ def test_killed_train_unet_stage_resumes_and_reopens_its_mlflow_runs(tmp_path, m
     models = train_unet_flow.fn()
     runs = {r.info.run_id: r for r in client.search_runs([experiment])}
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
-    assert set(killed) <= set(runs)  # the interrupted runs were reopened, not replaced
+    assert set(killed) <= set(runs)  # the interrupted stage run was reopened, not replaced
     arm_run = next(r for r in runs.values() if r.data.tags.get("arm") == "real_only")
-    assert arm_run.info.run_id in killed and arm_run.data.tags["resumed_from_step"] == str(saved_step)
+    assert arm_run.data.tags["resumed_from_step"] == str(saved_step)
     assert {"real_only", "mix"} <= {m["arm"] for m in models} and not CHECKPOINTS.exists()
     steps = [m.step for m in client.get_metric_history(arm_run.info.run_id, "val_iou") if m.step]
     assert sorted(set(steps)) == [4, 8, 12]

@@ -18,12 +18,12 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from liversynth.utils.param_errors import RuleError, format_errors
+from liversynth.utils.param_errors import ParamsError, RuleError, format_errors
 
 __all__ = [
     "DATASETS", "DataConfig", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
-    "PrepareConfig", "RegisterConfig", "RuleError", "RuntimeConfig", "SynthesizeConfig", "TuneConfig", "UNetConfig",
-    "ValidateConfig", "check_file",
+    "PrepareConfig", "RegisterConfig", "RuleError", "RuntimeConfig", "StudyConfig", "SynthesizeConfig", "TuneConfig",
+    "UNetConfig", "ValidateConfig", "check_file",
 ]
 
 DATASETS = ("phantom", "nifti", "dicom", "real-sample", "chaos")  # = data.readers.registry.DATASETS (tested)
@@ -41,6 +41,15 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Pair = Annotated[tuple[float, float], BeforeValidator(_as_tuple)]
 PosInts = Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
+
+
+def _distinct(v: tuple[Any, ...]) -> tuple[Any, ...]:
+    if len(set(v)) != len(v):
+        raise RuleError("values must be distinct")
+    return v
+
+
+Seeds = Annotated[tuple[int, ...], BeforeValidator(_as_tuple), Field(min_length=1), AfterValidator(_distinct)]
 
 
 class _Section(BaseModel):
@@ -138,6 +147,8 @@ class ValidateConfig(_Section):
 
 
 class EssNetConfig(_Section):
+    # One generator per seed and variant: generator training randomness enters the intervals.
+    seeds: Seeds = (0,)
     steps: PosInt = 500
     batch_size: PosInt = 4
     ngf: PosInt = 24
@@ -172,6 +183,8 @@ class UNetConfig(_Section):
     lr: PosFloat = 1e-3
     eval_every: PosInt = 100
     synthetic_anneal: Fraction = 0.7  # synthetic share decays to 0 at this fraction of steps; 0 = constant
+    # Labelled real MRI patients the U-Nets train on: the first n of mri_train (None = all of them).
+    labelled_patients: PosInt | None = None
 
     @model_validator(mode="after")
     def _levels(self) -> "UNetConfig":
@@ -184,6 +197,10 @@ class UNetConfig(_Section):
 class TuneConfig(_Section):
     ratios: Annotated[tuple[NonNegFloat, ...], BeforeValidator(_as_tuple), Field(min_length=1)] = (
         0.0, 0.5, 1.0, 2.0, 4.0)
+    # Learning rates tried by every tuned arm (empty: unet.lr only). The real-only baseline gets the
+    # same number of trials as the mix: lrs x baseline_steps against lrs x the non-zero ratios.
+    lrs: Annotated[tuple[PosFloat, ...], BeforeValidator(_as_tuple)] = ()
+    baseline_steps: Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple)] = ()
     seed: int = 0
     storage: Annotated[str, Field(min_length=1)] = "optuna/journal.log"
 
@@ -194,12 +211,25 @@ class TuneConfig(_Section):
             raise RuleError("every ratio must be finite")
         return v
 
+    @model_validator(mode="after")
+    def _same_budget(self) -> "TuneConfig":
+        mixes = len({r for r in self.ratios if r > 0})
+        if self.baseline_steps and len(self.baseline_steps) != mixes:
+            raise RuleError(f"needs one entry per non-zero ratio ({mixes}), so the real-only baseline gets as "
+                            "many trials as the mix", "baseline_steps", self.baseline_steps)
+        return self
+
+
+class StudyConfig(_Section):
+    # The study (study/dvc.yaml, `make study`): every arm retrained for each number of labelled patients.
+    labelled_counts: Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple), AfterValidator(_distinct)] = ()
+
 
 ArmName = Literal["real_only", "mix", "mix_cyclegan", "mix_ct", "mix_histmatch", "synthetic_only", "atlas"]
 
 
 class EvaluateConfig(_Section):
-    seeds: Annotated[tuple[int, ...], BeforeValidator(_as_tuple), Field(min_length=1)] = (0, 1, 2)
+    seeds: Annotated[tuple[int, ...], BeforeValidator(_as_tuple), Field(min_length=1)] = (0, 1, 2)  # U-Net seeds
     n_bootstrap: PosInt = 2000
     ci: Annotated[float, Field(gt=0, lt=1)] = 0.95
     # Pre-registered before test is read: the primary comparison (arm minus baseline), its metric
@@ -254,6 +284,7 @@ with warnings.catch_warnings():
         tune: TuneConfig = Field(default_factory=TuneConfig)
         evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
         register: RegisterConfig = Field(default_factory=RegisterConfig)
+        study: StudyConfig = Field(default_factory=StudyConfig)
         mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
         @model_validator(mode="after")
@@ -265,6 +296,16 @@ with warnings.catch_warnings():
                                  "the EssNet segmenter's total stride, 2**(len(essnet.seg_channels) - 1)")):
                 if size % factor:
                     raise RuleError(f"must be divisible by {factor} ({why})", "prepare.image_size", size)
+            gens, unets = len(self.essnet.seeds), len(self.evaluate.seeds)
+            if gens not in (1, unets):
+                raise RuleError(f"needs 1 or len(evaluate.seeds) = {unets} entries: U-Net seed i trains on "
+                                "generator seed i", "essnet.seeds", self.essnet.seeds)
+            labelled = self.prepare.mri_splits.get("train", 0)
+            for key, counts in (("unet.labelled_patients", (self.unet.labelled_patients or 0,)),
+                                ("study.labelled_counts", self.study.labelled_counts)):
+                if max(counts, default=0) > labelled:
+                    raise RuleError(f"asks for more labelled patients than prepare.mri_splits.train = {labelled}",
+                                    key, counts if key.startswith("study") else counts[0])
             if self.data.dataset == "phantom":
                 wanted = sum(self.prepare.mri_splits.values())
                 if wanted > self.phantom.n_mri:
@@ -281,13 +322,13 @@ with warnings.catch_warnings():
             try:
                 raw = yaml.safe_load(path.read_text()) or {}
             except (OSError, yaml.YAMLError) as err:
-                raise ValueError(f"{path}: cannot read parameters: {err}") from err
+                raise ParamsError(f"{path}: cannot read parameters: {err}") from err
             if not isinstance(raw, dict):
-                raise ValueError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+                raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
             try:
                 return cls.model_validate(raw)
             except ValidationError as err:
-                raise ValueError("\n".join(format_errors(err, raw, str(path), cls))) from None
+                raise ParamsError("\n".join(format_errors(err, raw, str(path), cls))) from None
 
         def section(self, name: str) -> dict[str, Any]:
             """One section as a flat dict, for logging as MLflow params."""

@@ -11,7 +11,8 @@ __all__ = [
     "CHECKPOINTS", "DATA_DVC", "MAKE_RUN", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
     "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
     "UNET_DIR", "UNET_HISTORY", "UNET_VAL_IOU", "PER_PATIENT_IOU", "DATA_DOCS", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
-    "full_model_path", "generator_path", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
+    "full_model_path", "generator_dir", "generator_path", "synthetic_root", "STUDY_DIR", "STUDY_MODELS",
+    "STUDY_METRICS", "STUDY_RUN", "STUDY_GAIN_CSV", "STUDY_GAIN_FIGURE", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
     "variant_grid", "variant_history", "variant_losses", "EVALUATE_FIGURES",
     "SEGMENT_DEMO", "SEGMENT_DEMO_FIGURE", "SEGMENT_DEMO_MASK",
 ]
@@ -44,16 +45,28 @@ SEGMENT_DEMO = REPORTS / "segment_demo.json"
 SEGMENT_DEMO_MASK = REPORTS / "segment_demo_mask.nii.gz"
 SEGMENT_DEMO_FIGURE = FIGURES / "segment_demo.png"
 EVALUATE_FIGURES = {name: FIGURES / f"{name}.png" for name in ("iou_vs_ratio", "gain", "unet_val_iou", "arms")}
+# The study (study/dvc.yaml): every arm at several numbers of labelled patients.
+STUDY_DIR = REPORTS / "study"
+STUDY_MODELS = Path("models/study_unet")
+STUDY_METRICS = STUDY_DIR / "metrics.json"
+STUDY_GAIN_CSV = STUDY_DIR / "gain_vs_labelled.csv"  # wide: labelled patients, one gain column per arm
+STUDY_GAIN_FIGURE = STUDY_DIR / "gain_vs_labelled.png"
+STUDY_RUN = STUDY_DIR / "make_study.json"  # wall time of the `make study` that produced it (not a stage output)
 # Training state outside DVC's outputs (DVC deletes outputs before a stage reruns).
 CHECKPOINTS = Path(".checkpoints")
 
 
-def generator_path(variant: str) -> Path:
-    return Path("models") / variant / "g_ct2mri.pt"
+def generator_dir(variant: str) -> Path:
+    """The stage output holding every seed's generator of a variant."""
+    return Path("models") / variant
 
 
-def full_model_path(variant: str) -> Path:
-    return Path("models") / variant / "essnet.pt"
+def generator_path(variant: str, seed: int) -> Path:
+    return generator_dir(variant) / f"seed{seed}" / "g_ct2mri.pt"
+
+
+def full_model_path(variant: str, seed: int) -> Path:
+    return generator_dir(variant) / f"seed{seed}" / "essnet.pt"
 
 
 def variant_grid(variant: str) -> Path:
@@ -68,12 +81,17 @@ def variant_history(variant: str) -> Path:
     return REPORTS / f"{variant}_history.csv"
 
 
-def essnet_checkpoint(variant: str) -> Path:
-    return CHECKPOINTS / f"{variant}.pt"
+def essnet_checkpoint(variant: str, seed: int) -> Path:
+    return CHECKPOINTS / f"{variant}-seed{seed}.pt"
 
 
-def synthetic_dir(variant: str) -> Path:
+def synthetic_root(variant: str) -> Path:
+    """The stage output holding every generator seed's synthetic MRI of a variant."""
     return Path("data/synthetic") / variant
+
+
+def synthetic_dir(variant: str, seed: int) -> Path:
+    return synthetic_root(variant) / f"seed{seed}"
 
 
 def synthesis_metrics_path(variant: str) -> Path:

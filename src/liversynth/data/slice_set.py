@@ -15,7 +15,7 @@ import numpy as np
 
 from liversynth.utils.files import write_atomic_dir
 
-__all__ = ["SPLITS", "SliceSet", "split_sha256", "translation_mri"]
+__all__ = ["SPLITS", "SliceSet", "first_patients", "split_sha256", "translation_mri"]
 
 SPLITS = ("ct_train", "mri_train", "mri_unlabelled", "mri_val", "mri_test")
 
@@ -74,6 +74,16 @@ class SliceSet:
 
     def select(self, mask: np.ndarray) -> "SliceSet":
         return SliceSet(self.images[mask], self.labels[mask], self.patients[mask])
+
+
+def first_patients(slices: SliceSet, n: int | None) -> SliceSet:
+    """The slices of the first n patients in id order (all of them for None): n labelled patients."""
+    if n is None:
+        return slices
+    ids = slices.patient_ids()
+    if n > len(ids):
+        raise ValueError(f"asks for {n} labelled patients but the split has {len(ids)}")
+    return slices.select(np.isin(slices.patients, ids[:n]))
 
 
 def translation_mri(prepared: Path) -> np.ndarray:

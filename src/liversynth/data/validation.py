@@ -16,13 +16,14 @@ import pandas as pd
 
 from liversynth.config import Params
 from liversynth.data.slice_set import SPLITS, SliceSet
+from liversynth.utils.stage_errors import StageError
 
 __all__ = ["DataValidationError", "summarise_slices", "validate_prepared"]
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network here; keep GX quiet
 
 
-class DataValidationError(ValueError):
+class DataValidationError(StageError, ValueError):
     """Prepared data broke one or more expectations."""
 
 

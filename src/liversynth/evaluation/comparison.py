@@ -49,29 +49,41 @@ def check_test_split(cfg: EvaluateConfig, actual: str, where: str = "params.yaml
     return True
 
 
-def _matrix(runs: Sequence[tuple[int, dict[str, Any]]], patients: list[str], metric: str) -> dict[int, np.ndarray]:
-    return {seed: np.array([s["per_patient"][p][metric] for p in patients]) for seed, s in runs}
+Run = tuple[int, "int | None", dict[str, Any]]  # (U-Net seed, generator seed or None, scores)
 
 
-def _diff(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> np.ndarray:
-    """(1 generator seed, U-Net seeds, patients): paired by seed; an arm without seeds (atlas) broadcasts."""
+def _matrix(runs: Sequence[Run], patients: list[str], metric: str) -> dict[int, tuple[int | None, np.ndarray]]:
+    return {seed: (gen, np.array([s["per_patient"][p][metric] for p in patients])) for seed, gen, s in runs}
+
+
+def _diff(a: dict[int, tuple[int | None, np.ndarray]], b: dict[int, tuple[int | None, np.ndarray]]) -> np.ndarray:
+    """(generator seeds, U-Net seeds per generator seed, patients) of a - b, paired by U-Net seed and grouped
+    by the generator seed either side trained on; an arm without seeds (atlas) broadcasts."""
     seeds = sorted(set(a) & set(b)) or sorted(a if len(a) > 1 else b)
     pick = lambda m, s: m[s] if s in m else next(iter(m.values()))  # noqa: E731
-    return np.stack([pick(a, s) - pick(b, s) for s in seeds])[None]
+    groups: dict[int, list[np.ndarray]] = {}
+    for s in seeds:
+        (gen_a, va), (gen_b, vb) = pick(a, s), pick(b, s)
+        gen = gen_a if gen_a is not None else gen_b
+        groups.setdefault(-1 if gen is None else gen, []).append(va - vb)
+    per_group = min(len(g) for g in groups.values())  # balanced by the params rule on essnet.seeds
+    return np.stack([np.stack(g[:per_group]) for _, g in sorted(groups.items())])
 
 
-def compare_arms(scores_by_arm: Mapping[str, Sequence[tuple[int, dict[str, Any]]]], cfg: EvaluateConfig,
-                 seed: int, registered: bool) -> dict[str, Any]:
-    """`scores_by_arm[arm]`: (U-Net seed, `segmentation_scores` result) per trained model."""
+def compare_arms(scores_by_arm: Mapping[str, Sequence[Run]], cfg: EvaluateConfig, seed: int,
+                 registered: bool) -> dict[str, Any]:
+    """`scores_by_arm[arm]`: (U-Net seed, generator seed, `segmentation_scores` result) per trained model."""
     summary: dict[str, dict[str, float]] = {}
     for arm, runs in scores_by_arm.items():
-        summary[arm] = {k: float(np.mean([r[k] for _, r in runs])) for k in SUMMARY_KEYS}
-        summary[arm]["iou_seed_std"] = float(np.std([r["iou"] for _, r in runs]))
+        summary[arm] = {k: float(np.mean([r[k] for _, _, r in runs])) for k in SUMMARY_KEYS}
+        summary[arm]["iou_seed_std"] = float(np.std([r["iou"] for _, _, r in runs]))
         summary[arm]["n_seeds"] = len(runs)
-    patients = sorted(next(iter(scores_by_arm.values()))[0][1]["per_patient"])
+        summary[arm]["n_generator_seeds"] = len({g for _, g, _ in runs if g is not None})
+    patients = sorted(next(iter(scores_by_arm.values()))[0][2]["per_patient"])
     iou = {arm: _matrix(runs, patients, "iou") for arm, runs in scores_by_arm.items()}
     out: dict[str, Any] = {"test": summary, "patients": patients,
-                           "per_patient_iou": {a: np.mean(list(m.values()), 0).tolist() for a, m in iou.items()}}
+                           "per_patient_iou": {a: np.mean([v for _, v in m.values()], 0).tolist()
+                                               for a, m in iou.items()}}
     primary = (cfg.primary_arm, cfg.primary_baseline)
     comparisons = list(COMPARISONS)
     if not any((a, b) == primary for _, a, b, _ in comparisons):
@@ -91,5 +103,7 @@ def compare_arms(scores_by_arm: Mapping[str, Sequence[tuple[int, dict[str, Any]]
     return out
 
 
-def per_patient_rows(arm: str, seed: int, scores: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"arm": arm, "seed": seed, "patient": p, **v} for p, v in scores["per_patient"].items()]
+def per_patient_rows(arm: str, seed: int, scores: dict[str, Any], generator_seed: int | None = None
+                     ) -> list[dict[str, Any]]:
+    gen = "" if generator_seed is None else generator_seed
+    return [{"arm": arm, "seed": seed, "generator_seed": gen, "patient": p, **v} for p, v in scores["per_patient"].items()]

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 
 from liversynth.utils.files import write_atomic_file  # noqa: E402
 
-__all__ = ["arm_bars", "curves", "gain_plot", "image_grid", "iou_vs_ratio"]
+__all__ = ["arm_bars", "curves", "gain_plot", "gain_vs_labelled", "image_grid", "iou_vs_ratio"]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -93,4 +93,23 @@ def arm_bars(per_patient_iou: dict[str, Sequence[float]], path: Path) -> Path:
     ax.set(ylabel="test IoU (per patient, mean over seeds)", ylim=(max(0.0, low - 0.05), 1.0),
            title="Test IoU by training data")
     ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def gain_vs_labelled(gains: dict[str, list[dict]], path: Path) -> Path:
+    """Gain over real-only (IoU points) against the number of labelled real MRI patients, one line per
+    arm, with its interval: where synthetic data stops helping."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for i, (label, points) in enumerate(gains.items()):
+        n = np.asarray([p["labelled"] for p in points], float) * (1 + 0.03 * (i - len(gains) / 2))  # dodge
+        mean = np.asarray([100 * p["mean"] for p in points])
+        err = np.asarray([[100 * (p["mean"] - p["ci_low"]) for p in points],
+                          [100 * (p["ci_high"] - p["mean"]) for p in points]])
+        ax.errorbar(n, mean, yerr=err, fmt="o-", capsize=3, label=label)
+    ax.axhline(0, color="k", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="labelled real MRI patients", ylabel="test IoU gain over real only (points)",
+           title="Gain versus labelled patients (CI over patients and training seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, path)

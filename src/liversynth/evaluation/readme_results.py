@@ -7,7 +7,7 @@ from typing import Any
 
 from liversynth.evaluation.report import ARM_NAMES, headline, machine_line, verdict
 
-__all__ = ["block_names", "render_results", "replace_block"]
+__all__ = ["block_names", "render_results", "render_study", "replace_block"]
 
 _BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+)[^>]*-->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
                     re.S)
@@ -44,10 +44,11 @@ def render_results(metrics: dict[str, Any], tune: dict[str, Any], make_run: dict
               f"on {make_run['machine']['cpu']}." if make_run else "")
     lines = [headline(metrics), "", machine_line(metrics) + timing, "",
              "| arm (test split, mean over U-Net seeds) | IoU per patient | Dice per patient | IoU pixels pooled | "
-             "IoU per slice | seeds |", "|---|---|---|---|---|---|"]
+             "IoU per slice | U-Nets (generator seeds) |", "|---|---|---|---|---|---|"]
     for arm, v in arms.items():
+        gens = f" ({v['n_generator_seeds']})" if v.get("n_generator_seeds") else ""
         lines.append(f"| {ARM_NAMES.get(arm, arm)} | {v['iou']:.4f} | {v['dice']:.4f} | {v['iou_pooled']:.4f} | "
-                     f"{v['iou_slice']:.4f} | {v['n_seeds']} |")
+                     f"{v['iou_slice']:.4f} | {v['n_seeds']}{gens} |")
     lines += ["", "| comparison | role | gain (points) | 95% CI | p (two-sided t) | verdict |", "|---|---|---|---|---|---|"]
     gains = [(k, g) for k, g in metrics.items() if k.startswith("gain_") and isinstance(g, dict) and "label" in g]
     for key, g in sorted(gains, key=lambda kg: kg[1]["role"] != "primary"):
@@ -59,8 +60,44 @@ def render_results(metrics: dict[str, Any], tune: dict[str, Any], make_run: dict
                       f"patient): EssNet {metrics['synthesis']['drift_dice']:.4f}, CycleGAN "
                       f"{metrics['synthesis_cyclegan']['drift_dice']:.4f}; EssNet - CycleGAN {_pts(d['mean'])} "
                       f"points [{_pts(d['ci_low'])}, {_pts(d['ci_high'])}]."]
-    trials = ", ".join(f"ratio {t['ratio']:g}: {t['val_iou']:.4f}" for t in tune.get("trials", []))
-    lines += ["", f"Mixing ratio chosen on the real-MRI validation split (Optuna): "
-                  f"{metrics['best_ratio']:g} (validation IoU {trials}). Intervals: {gains[0][1]['method']}. "
+    lines += ["", _tuning_line(metrics, tune) + f" Intervals: {gains[0][1]['method']}. "
                   f"Test split sha256 `{metrics['test_split_sha256'][:16]}...`."]
+    return "\n".join(lines) + "\n"
+
+
+def _tuning_line(metrics: dict[str, Any], tune: dict[str, Any]) -> str:
+    """What tune_mix chose on the real-MRI validation split, for the mix and for the baseline."""
+    mix, base = tune.get("mix"), tune.get("baseline")
+    if not (mix and base):
+        trials = ", ".join(f"ratio {t['ratio']:g}: {t['val_iou']:.4f}" for t in tune.get("trials", []))
+        return f"Mixing ratio chosen on the real-MRI validation split (Optuna): {metrics['best_ratio']:g} ({trials})."
+    n_mix = sum(1 for t in tune["trials"] if float(t["ratio"]) > 0)
+    n_base = len(tune["trials"]) - n_mix
+    return (f"Chosen on the real-MRI validation split (Optuna grid): the mix at ratio {mix['ratio']:g}, lr "
+            f"{mix['lr']:g}, {mix['steps']} steps (best of {n_mix} trials, validation IoU {tune['best_val_iou']:.4f}); "
+            f"the real-only baseline at lr {base['lr']:g}, {base['steps']} steps (best of {n_base} trials, "
+            f"{tune['baseline_val_iou']:.4f}). Generator seeds per variant: {len(metrics.get('generator_seeds', [0]))}; "
+            f"U-Net seeds per arm: {len(metrics['seeds'])}; labelled real MRI patients: "
+            f"{metrics.get('labelled_patients', '?')}.")
+
+
+_STUDY_GAINS = (("gain_iou", "EssNet mix - real only"), ("gain_iou_cyclegan", "CycleGAN mix - real only"),
+                ("gain_iou_ct", "raw CT mix - real only"), ("gain_iou_essnet_vs_cyclegan", "EssNet mix - CycleGAN mix"),
+                ("gain_iou_atlas", "CT-label atlas - real only"))
+
+
+def render_study(study: dict[str, Any], wall: dict[str, Any] | None = None) -> str:
+    """The study's table: real-only IoU and each gain with its interval, per number of labelled patients."""
+    timing = (f" `make study` took {wall['wall_s'] / 60:.1f} min on {wall['machine']['cpu']} "
+              f"({wall['machine']['threads']} thread(s) per training process)." if wall else "")
+    lines = [f"{study['n_models']} U-Nets: every arm x {len(study['seeds'])} U-Net seeds (synthetic arms on "
+             f"{len(study['generator_seeds'])} generator seeds) at each number of labelled real MRI patients; "
+             f"settings tuned at {study['tuned_at_labelled']}.{timing}", "",
+             "| labelled patients | real only IoU | " + " | ".join(label for _, label in _STUDY_GAINS) + " |",
+             "|---|---|" + "---|" * len(_STUDY_GAINS)]
+    for n, c in study["by_labelled"].items():
+        cells = [f"{_pts(c[k]['mean'])} [{_pts(c[k]['ci_low'])}, {_pts(c[k]['ci_high'])}]" if k in c else "-"
+                 for k, _ in _STUDY_GAINS]
+        lines.append(f"| {n} | {c['test']['real_only']['iou']:.4f} | " + " | ".join(cells) + " |")
+    lines += ["", "Gains in IoU points, [interval]: the same hierarchical interval as the default run's."]
     return "\n".join(lines) + "\n"

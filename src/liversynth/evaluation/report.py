@@ -44,8 +44,8 @@ def headline(metrics: dict[str, Any]) -> str:
     return (f"Primary comparison ({status}): {g['label']}, per-patient test {g['metric'].upper()}, margin "
             f"{_pts(primary['margin'])} points. Adding EssNet-synthetic MRI (ratio {metrics['best_ratio']:g}) "
             f"{verdict(g, primary['margin'])}: gain {_pts(g['mean'])} points, {int(round(100 * g['ci']))}% CI "
-            f"[{_pts(g['ci_low'])}, {_pts(g['ci_high'])}] over {g['n']} test patients, {g['unet_seeds']} U-Net "
-            f"seeds and {g['generator_seeds']} generator seed(s) ({g['method']}).")
+            f"[{_pts(g['ci_low'])}, {_pts(g['ci_high'])}] over {g['n']} test patients and {g['generator_seeds']} "
+            f"generator seed(s) x {g['unet_seeds']} U-Net seed(s) each ({g['method']}).")
 
 
 def machine_line(metrics: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ _MODELS = {
 def model_description(kind: str) -> str:
     return (f"{_MODELS[kind]}\n\nEach version is one liversynth pipeline run, registered together with its "
             f"{'CT->MRI generator' if kind == 'unet' else 'U-Net'} (tag `liversynth.unit`). Aliases: `challenger` "
-            f"= newest, `champion` = promoted by the gate (tags `gate.*`). Load: see docs/using_the_champion.md.")
+            f"= newest, `champion` = promoted by the gate (tags `gate.*`). Load: see the README, section Using the champion.")
 
 
 def _interval(d: dict[str, Any] | None, ci: float, scale: float = 100.0, unit: str = " IoU points") -> str:

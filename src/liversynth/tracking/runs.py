@@ -28,7 +28,7 @@ from liversynth.utils.hashing import fingerprint
 from liversynth.utils.process import owner_alive, owner_id
 
 __all__ = ["EXPERIMENT_KIND", "OWNER_TAG", "PIPELINE_ID_ENV", "PIPELINE_TAG", "close_stale_runs", "flat_params",
-           "lineage_tags", "log_dataset", "log_pipeline_metrics", "pipeline_id", "pipeline_run", "recorded_run",
+           "lineage_tags", "log_child_run", "log_dataset", "log_pipeline_metrics", "pipeline_id", "pipeline_run", "recorded_run",
            "run_url", "save_run", "saved_run", "setup_mlflow", "stage_run"]
 
 # "<host>:<pid>" of the process running a stage's MLflow run, so a later start of the stage can tell
@@ -134,6 +134,31 @@ def run_url(run: Run) -> str:
     uri = mlflow.get_tracking_uri()
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+
+
+def log_child_run(parent_id: str, name: str, tags: dict[str, str], params: dict[str, Any],
+                  history: list[tuple[int, dict[str, float]]], metrics: dict[str, float] | None = None,
+                  inside: Callable[[], None] | None = None) -> str:
+    """A run nested under the active run `parent_id`, logged after its training returned (a worker
+    process trained it): tags, params, metric curves, and whatever `inside()` logs while it is open.
+    Idempotent: a rerun after a kill finds the run it already logged (same name, same parent)."""
+    parent = mlflow.get_run(parent_id)
+    found = MlflowClient().search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.run_name = '{name}'",
+        max_results=1)
+    if found and found[0].info.status == "FINISHED":
+        return found[0].info.run_id
+    run_id = found[0].info.run_id if found else None
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, nested=True, parent_run_id=parent_id,
+                          tags=tags) as run:
+        rows = [Metric(k, float(v), 0, step) for step, row in history for k, v in row.items()]
+        rows += [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
+        MlflowClient().log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        for start in range(0, len(rows), 1000):  # MLflow takes at most 1000 metrics per batch
+            MlflowClient().log_batch(run.info.run_id, metrics=rows[start : start + 1000])
+        if inside is not None:
+            inside()
+        return str(run.info.run_id)
 
 
 def log_dataset(name: str, source: str, digest: str, context: str, features: Any, targets: Any = None) -> None:

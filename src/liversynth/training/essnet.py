@@ -32,7 +32,7 @@ __all__ = ["LOSS_KEYS", "TrainResult", "fingerprint", "load_essnet", "load_gener
 LOSS_KEYS = ("g_adv", "cycle", "seg", "d", "total")
 # Changing these does not change the trajectory up to a given step, so a checkpoint stays valid
 # across them: that is what lets a longer run continue a shorter one.
-_RESUMABLE_KEYS = ("steps", "checkpoint_every")
+_RESUMABLE_KEYS = ("steps", "checkpoint_every", "seeds")
 
 
 @dataclass

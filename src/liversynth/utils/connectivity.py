@@ -14,10 +14,12 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from liversynth.utils.stage_errors import StageError
+
 __all__ = ["ServiceUnavailable", "check_http", "check_tracking_store", "check_writable"]
 
 
-class ServiceUnavailable(RuntimeError):
+class ServiceUnavailable(StageError, RuntimeError):
     """A tracking store or API that cannot be reached or written; the message is one line."""
 
 

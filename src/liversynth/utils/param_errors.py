@@ -9,7 +9,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["RuleError", "format_errors"]
+from liversynth.utils.stage_errors import StageError
+
+__all__ = ["ParamsError", "RuleError", "format_errors"]
+
+
+class ParamsError(StageError, ValueError):
+    """params.yaml cannot be used; the message has one `file: key = value: rule` line per problem."""
 
 
 class RuleError(ValueError):

@@ -27,6 +27,8 @@ from typing import Protocol
 import nibabel as nib
 import numpy as np
 
+from liversynth.utils.stage_errors import StageError
+
 __all__ = [
     "AFFINE_ATOL_MM", "LabelSpec", "MODALITIES", "RawDataError", "Reader", "Volume", "assemble_volume",
     "canonical_affine", "check_label_values", "check_modality", "display_spacing", "from_display", "label_mask",
@@ -41,7 +43,7 @@ AFFINE_ATOL_MM = 1e-3
 LabelSpec = int | Sequence[int]
 
 
-class RawDataError(ValueError):
+class RawDataError(StageError, ValueError):
     """A raw file or folder that cannot be used; the message names it and says why."""
 
 

@@ -1,0 +1,87 @@
+"""Stage `study` (study/dvc.yaml, `make study`): the full design at several numbers of labelled real MRI
+patients (`study.labelled_counts`). For each count, every arm is retrained over every U-Net seed, the
+synthetic arms on every generator seed of the default run's generators, with the settings tune_mix
+chose at `unet.labelled_patients`; each comparison gets the same hierarchical interval as evaluate's.
+Writes reports/study/: metrics.json, the gain-versus-labelled-patients table (CSV) and its plot.
+
+Resumable like train_unet: every cell checkpoints under .checkpoints/study/ until the stage ends.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import mlflow
+from prefect import flow
+
+from flows.common import load_params, stage_run, with_workers
+from flows.train_unet import log_unet_runs, train_cells
+from liversynth import paths
+from liversynth.config import Params
+from liversynth.data.slice_set import SliceSet, split_sha256
+from liversynth.evaluation import plots
+from liversynth.evaluation.comparison import check_test_split, compare_arms
+from liversynth.evaluation.scoring import score_models
+from liversynth.runtime.machine import machine_record
+from liversynth.tracking.lineage import lock_hash
+from liversynth.tracking.runs import recorded_run
+from liversynth.training.cells import benchmark_cells
+from liversynth.utils.files import write_csv, write_json
+from liversynth.utils.hashing import fingerprint
+
+CHECKPOINTS = paths.CHECKPOINTS / "study"
+# The gains plotted against the number of labelled patients (all are in metrics.json).
+PLOTTED = {"gain_iou": "EssNet mix", "gain_iou_cyclegan": "CycleGAN mix", "gain_iou_ct": "raw CT mix",
+           "gain_iou_histmatch": "histogram-matched CT mix"}
+
+
+def _summarise(params: Params, models: list[dict], registered: bool) -> dict[str, Any]:
+    test, ct = SliceSet.load(paths.PREPARED / "mri_test"), SliceSet.load(paths.PREPARED / "ct_train")
+    by_count: dict[str, Any] = {}
+    for n in params.study.labelled_counts:
+        chosen = [m for m in models if m["labelled"] == n]
+        by_arm, _, _ = score_models(chosen, test, params.unet, ct)
+        result = compare_arms(by_arm, params.evaluate, params.seed, registered)
+        by_count[str(n)] = {"test": result["test"], **{k: v for k, v in result.items() if k.startswith("gain_")}}
+    return by_count
+
+
+@flow(name="study")
+def study_flow() -> dict:
+    params = load_params()
+    tune = json.loads(paths.TUNE_RESULT.read_text())
+    test_hash = split_sha256(paths.PREPARED / "mri_test")
+    registered = check_test_split(params.evaluate, test_hash)
+    cells = [c for n in params.study.labelled_counts
+             for c in benchmark_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds, n)]
+    key = fingerprint(params.section("unet"), params.section("study"), params.evaluate.seeds, params.essnet.seeds,
+                      tune, lock_hash(paths.synthetic_root("essnet")), lock_hash(paths.PREPARED))
+    start = lambda run_id: stage_run(params, "study", ("study", "unet"), run_id)  # noqa: E731
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    with recorded_run(CHECKPOINTS / "study.mlflow_run", key, start) as parent:
+        results = train_cells(params, cells, paths.STUDY_MODELS, CHECKPOINTS)
+        models = log_unet_runs(parent, "study", cells, results)
+        by_count = _summarise(params, models, registered)
+        rows = [{"labelled": int(n), **{k: 100 * c[k]["mean"] for k in PLOTTED},
+                 **{f"{k}_ci_low": 100 * c[k]["ci_low"] for k in PLOTTED},
+                 **{f"{k}_ci_high": 100 * c[k]["ci_high"] for k in PLOTTED},
+                 **{f"{arm}_iou": v["iou"] for arm, v in c["test"].items()}} for n, c in by_count.items()]
+        for row in rows:
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "labelled"}, step=int(row["labelled"]))
+        figure = plots.gain_vs_labelled({label: [{"labelled": int(n), **c[k]} for n, c in by_count.items()]
+                                         for k, label in PLOTTED.items()}, paths.STUDY_GAIN_FIGURE)
+        mlflow.log_artifact(str(figure), "figures")
+    metrics = {"labelled_counts": list(params.study.labelled_counts), "by_labelled": by_count,
+               "seeds": list(params.evaluate.seeds), "generator_seeds": list(params.essnet.seeds),
+               "tuned_at_labelled": params.unet.labelled_patients, "test_split_sha256": test_hash,
+               "registered": registered, "n_models": len(models), "machine": machine_record()}
+    write_json(paths.STUDY_MODELS / "models.json", models)
+    write_json(paths.STUDY_METRICS, metrics)
+    write_csv(paths.STUDY_GAIN_CSV, rows)
+    shutil.rmtree(CHECKPOINTS, ignore_errors=True)
+    return metrics
+
+
+if __name__ == "__main__":
+    with_workers(study_flow, load_params())()

@@ -1,0 +1,114 @@
+"""The trainings of the grid as plain functions of names and numbers, so any task runner can send them
+to a worker process: each loads its inputs from the prepared data on disk, trains (resuming its own
+checkpoint), writes its weights and returns what the stage logs. Nothing here tracks or prints runs:
+tracking stays in the flow, outside the loops.
+
+A cell's result depends only on its arguments and the worker's thread count (params.yaml `runtime:`),
+never on which worker ran it or what ran there before (tests/test_grid.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from liversynth import paths
+from liversynth.config import EssNetConfig, UNetConfig
+from liversynth.data.slice_set import SliceSet, first_patients, translation_mri
+from liversynth.training.arms import ARMS, Arm, unet_arms
+from liversynth.training.checkpoint import save_weights
+from liversynth.training.essnet import train_essnet, variant_config
+
+__all__ = ["UNetCell", "benchmark_cells", "generator_cell", "unet_cell", "unet_data"]
+
+
+def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]:
+    """Train one generator (variant, seed); weights to models/<variant>/seed<seed>/."""
+    ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
+    result = train_essnet(ct, mri, variant_config(cfg, variant), seed=seed,
+                          checkpoint=paths.essnet_checkpoint(variant, seed))
+    save_weights(result.model.g_ct2mri, paths.generator_path(variant, seed))
+    save_weights(result.model, paths.full_model_path(variant, seed))
+    return {"variant": variant, "seed": seed, "steps": result.steps_done, "resumed_from": result.resumed_from,
+            "history": result.history}
+
+
+@dataclass(frozen=True)
+class UNetCell:
+    """One U-Net of the benchmark: an arm, its U-Net seed, the generator seed of its synthetic source
+    (None for arms without one), the mixing ratio, the config (tuned lr/steps) and labelled patients."""
+
+    arm: str
+    seed: int
+    generator_seed: int | None
+    ratio: float
+    cfg: UNetConfig
+    labelled: int | None = None
+
+    @property
+    def key(self) -> str:
+        gen = "" if self.generator_seed is None else f" gen={self.generator_seed}"
+        n = "" if self.labelled is None else f" n={self.labelled}"
+        return f"{self.arm} seed={self.seed}{gen}{n}"
+
+    @property
+    def file_stem(self) -> str:
+        return self.key.replace(" ", "-").replace("=", "")
+
+
+def _arm(name: str) -> Arm:
+    return next(a for a in ARMS if a.name == name)
+
+
+def unet_data(cell: UNetCell) -> tuple[SliceSet, SliceSet | None, SliceSet]:
+    """(training slices, extra slices mixed in or None, validation slices) of a cell."""
+    spec = _arm(cell.arm)
+    real = first_patients(SliceSet.load(paths.PREPARED / "mri_train"), cell.labelled)
+    val = SliceSet.load(paths.PREPARED / "mri_val")
+    source: SliceSet | None = None
+    if spec.source in paths.VARIANTS:
+        assert cell.generator_seed is not None, f"{cell.key}: a synthetic arm needs its generator seed"
+        source = SliceSet.load(paths.synthetic_dir(spec.source, cell.generator_seed))
+    elif spec.source == "ct":
+        source = SliceSet.load(paths.PREPARED / "ct_train")
+    elif spec.source == "histmatch":
+        from liversynth.synthesis.controls import histogram_matched  # here: MONAI is slow to import
+
+        source = histogram_matched(SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED))
+    if not spec.real:
+        assert source is not None
+        return source, None, val
+    return real, source, val
+
+
+def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path) -> dict[str, Any]:
+    """Train one U-Net; weights to out_dir/<arm-seed...>.pt; returns its model record and history."""
+    from liversynth.training.unet import train_unet  # here, not at import: generator workers skip MONAI
+
+    real, extra, val = unet_data(cell)
+    result = train_unet(real, extra, cell.ratio, cell.cfg, seed=cell.seed, val=val, progress=False,
+                        checkpoint=Path(checkpoint_dir) / f"{cell.file_stem}.pt")
+    path = Path(out_dir) / f"{cell.file_stem}.pt"
+    save_weights(result.model, path)
+    record = {"arm": cell.arm, "seed": cell.seed, "generator_seed": cell.generator_seed, "ratio": cell.ratio,
+              "labelled": cell.labelled, "lr": cell.cfg.lr, "steps": cell.cfg.steps, "path": str(path),
+              "val_iou": result.best_val_iou, "resumed_from": result.resumed_from, "key": cell.key}
+    return {"model": record, "history": result.history}
+
+
+def benchmark_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int, ...],
+                    generator_seeds: tuple[int, ...], labelled: int | None) -> list[UNetCell]:
+    """Every arm x U-Net seed. The real-only baseline trains with its own tuned lr/steps, every other
+    arm with the mix's (ratio, lr, steps) tuned for EssNet. U-Net seed i of an arm with a synthetic
+    source trains on generator seed i (or the only one): each replicate redraws both randomnesses."""
+    mix = cfg.model_copy(update={"lr": float(tune.get("mix", {}).get("lr", cfg.lr)),
+                                 "steps": int(tune.get("mix", {}).get("steps", cfg.steps))})
+    base = cfg.model_copy(update={"lr": float(tune.get("baseline", {}).get("lr", cfg.lr)),
+                                  "steps": int(tune.get("baseline", {}).get("steps", cfg.steps))})
+    ratio = float(tune["best_ratio"])
+    cells = []
+    for i, seed in enumerate(unet_seeds):
+        for spec, r in unet_arms(ratio).values():
+            gen = generator_seeds[i % len(generator_seeds)] if spec.source in paths.VARIANTS else None
+            cells.append(UNetCell(spec.name, seed, gen, r, base if spec.name == "real_only" else mix, labelled))
+    return cells
