@@ -44,6 +44,8 @@ def test_profile_is_valid_and_is_the_paper_protocol_on_chaos() -> None:
     registration = {k: v for k, v in base["evaluate"].items() if k.startswith("primary_")}
     assert {k: getattr(params.evaluate, k) for k in registration} == registration
     assert params.evaluate.test_split_sha256 == ""  # registered by the user before reading test
+    assert params.unet.labelled_patients == params.prepare.mri_splits["train"]  # every labelled MR patient
+    assert len(params.essnet.seeds) == len(params.evaluate.seeds)  # generator randomness in the intervals
     assert set(yaml.safe_load(PROFILE.read_text())) == set(base)  # every section of params.yaml
     assert params.register.unet_name != base["register"]["unet_name"]  # never moves the phantom's champion
 
@@ -54,6 +56,8 @@ def _small_params(raw: Path) -> Params:
     spacing = raw_yaml["data"]["spacing_mm"] * raw_yaml["prepare"]["image_size"] / SMALL
     raw_yaml["data"].update(raw_dir=str(raw), spacing_mm=spacing)
     raw_yaml["prepare"].update(image_size=SMALL, mri_splits=SMALL_SPLITS)
+    raw_yaml["unet"]["labelled_patients"] = SMALL_SPLITS["train"]
+    raw_yaml["study"]["labelled_counts"] = [SMALL_SPLITS["train"]]
     raw_yaml["validate"]["min_slices"] = {"ct_train": 40, "mri_train": 4, "mri_val": 4, "mri_test": 8}
     return Params.model_validate(raw_yaml)
 
