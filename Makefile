@@ -128,7 +128,8 @@ study: data
 	dvc metrics show reports/study/metrics.json
 	dvc push --quiet || echo "dvc push failed: the outputs are only in this workspace's cache"
 
-test: setup
+# The real TotalSegmentator test scans (hash-checked sdist) feed the CHAOS-layout fixture test.
+test: setup $(REAL_SAMPLE_SDIST)
 	mypy
 	python -m pytest -q tests
 
