@@ -18,8 +18,8 @@ METRICS = {"test": {"real_only": ARM, "mix": {**ARM, "iou": 0.721}, "mix_cyclega
 
 def test_headline_states_gain_ci_verdict_and_registration():
     text = report.headline(METRICS)
-    assert "+2.10 points" in text and "[+0.40, +3.80]" in text and "helps" in text and "3 U-Net seeds" in text
-    assert "pre-registered" in text and "1 generator seed" in text
+    assert "+2.10 points" in text and "[+0.40, +3.80]" in text and "helps" in text
+    assert "pre-registered" in text and "1 generator seed(s) x 3 U-Net seed(s) each" in text
     flat = {**METRICS, "gain_iou": {**GAIN, "ci_low": -0.01}, "primary": {**METRICS["primary"], "registered": False}}
     assert "no significant effect" in report.headline(flat) and "exploratory" in report.headline(flat)
 
