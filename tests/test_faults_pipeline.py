@@ -1,9 +1,14 @@
-"""Fault matrix, pipeline: `kill -9` of the whole `scripts/with_prefect_api.sh dvc repro` process group
-during tune_mix (a trial mid-training) and during train_unet, then a rerun to the end, while a second
-`dvc repro` is started in the same repository.
+"""Fault matrix, pipeline: a kill ladder. One tiny pipeline (a temporary git copy, real DVC, MLflow sqlite,
+Prefect) is started as `make run` starts it, `scripts/with_prefect_api.sh dvc repro`, and its whole process
+group is killed with SIGKILL during train_essnet, synthesize, tune_mix, train_unet, evaluate and register in
+turn, each rerun going one stage further; then a rerun completes (while a second `dvc repro` is refused on
+DVC's lock). Training must resume from its checkpoint, nothing may be left RUNNING, nothing half-registered,
+no process behind, and `dvc status` clean.
 
-One tiny pipeline in a temporary git copy is shared by every test here (real DVC, MLflow sqlite,
-Prefect: the helper server of scripts/with_prefect_api.sh with its database in the copy's PREFECT_HOME).
+The first kill takes down the helper Prefect server that with_prefect_api.sh started for that repro. The
+later repros share one helper server (the copy's Prefect database, as `make prefect-ui` would serve it):
+there the next start of the killed stage itself marks its flow run CRASHED (liversynth.utils.prefect_runs).
+That server's own `with_prefect_api.sh` process group is killed with SIGKILL at the end, and must vanish.
 """
 from __future__ import annotations
 
@@ -11,21 +16,26 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-import torch
 
-from tests.conftest import IGNORE, REPO, run, session_pids
+from tests.conftest import IGNORE, REPO, run
+from tests.kill_ladder import (checkpoint_steps, debris, model_version_count, owned_mlflow_run_open,
+                               owner, prefect_db_runs, stage_process, steps_redone)
 
 FIGURES: dict[str, str] = {}
 LIVE_PREFECT = ("RUNNING", "PENDING", "SCHEDULED", "CANCELLING")
+# (stage, Prefect server, what must have happened before the kill): "own" is the helper server that
+# with_prefect_api.sh starts for that repro, "shared" the one started once for all later repros.
+LADDER = (("train_essnet", "own", "checkpoint"), ("synthesize", "shared", "mlflow run"),
+          ("tune_mix", "shared", "checkpoint"), ("train_unet", "shared", "checkpoint"),
+          ("evaluate", "shared", "mlflow run"), ("register", "shared", "model version"))
+TOTAL_STEPS = {"train_essnet": "essnet", "tune_mix": "unet", "train_unet": "unet"}  # params section with `steps`
 
 
 def teardown_module() -> None:
@@ -34,60 +44,89 @@ def teardown_module() -> None:
             out.writelines(f"{k}: {v}\n" for k, v in FIGURES.items())
 
 
-def _wait(cond: Callable[[], bool], proc: subprocess.Popen, what: str, timeout_s: float = 600) -> None:
-    end = time.monotonic() + timeout_s
-    while not cond():
-        if proc.poll() is not None:
-            pytest.fail(f"dvc repro ended ({proc.returncode}) before {what}")
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def _kill_repro_when(repo: Path, env: dict[str, str], cond: Callable[[Path], bool], what: str) -> dict:
-    """Start the pipeline as `make run` does, kill -9 its whole process group once `cond(log)` holds."""
-    log = repo / f"repro-{what}.log"
+def _start(repo: Path, env: dict[str, str], name: str, *command: str) -> tuple[subprocess.Popen, Path]:
+    """`scripts/with_prefect_api.sh <command>` (default `dvc repro`) as its own process group, logged."""
+    log = repo / f"repro-{name}.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(["scripts/with_prefect_api.sh", "dvc", "repro"], cwd=repo, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    _wait(lambda: cond(log), proc, what)
-    guard = int((repo / ".prefect" / "server.pid").read_text())
+        proc = subprocess.Popen(["scripts/with_prefect_api.sh", *(command or ("dvc", "repro"))], cwd=repo, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, log
+
+
+def _kill_group(repo: Path, proc: subprocess.Popen, spare: frozenset[int]) -> tuple[list[str], float]:
+    """SIGKILL the whole process group; (what still works in the copy 10 s later at most, seconds until gone).
+    `spare`: the sessions of the shared helper server, which must outlive the repros."""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = time.monotonic()
-    while session_pids(guard) and time.monotonic() - killed_at < 10:
+    killed = time.monotonic()
+    while debris(repo, spare) and time.monotonic() - killed < 10:
         time.sleep(0.1)
-    return {"left": session_pids(guard), "gone_after_s": time.monotonic() - killed_at}
+    return debris(repo, spare), time.monotonic() - killed
 
 
-def _checkpoint_steps(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): int(torch.load(p, weights_only=True)["step"]) for p in folder.rglob("*.pt")}
+def _ready(repo: Path, how: str, pid: int, seen_at: float, versions_before: int) -> bool:
+    db = repo / "mlruns" / "mlflow.db"
+    if how == "checkpoint":
+        return bool(checkpoint_steps(repo / ".checkpoints", seen_at))
+    if how == "mlflow run":
+        return owned_mlflow_run_open(db, pid)
+    return owned_mlflow_run_open(db, pid) and model_version_count(db) > versions_before
 
 
-def _final_run_with_a_second_repro(repo: Path, env: dict[str, str]) -> tuple[str, dict]:
-    """The rerun to the end; once it runs a stage, a second `dvc repro` must fail on DVC's lock."""
-    log = repo / "repro-final.log"
+def _kill_during(repo: Path, env: dict[str, str], stage: str, how: str, spare: frozenset[int]) -> dict:
+    """Start the pipeline; once `stage` runs and `how` holds, SIGKILL its process group."""
+    versions = model_version_count(repo / "mlruns" / "mlflow.db")
     start = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(["scripts/with_prefect_api.sh", "dvc", "repro"], cwd=repo, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    _wait(lambda: "Running stage" in log.read_text(), proc, "the final rerun to start a stage")
-    guard = int((repo / ".prefect" / "server.pid").read_text())
+    proc, log = _start(repo, env, stage)
+    pid, seen_at, restart_s = None, 0.0, 0.0
+    while True:
+        current = stage_process(proc.pid, stage)
+        if current is not None and current != pid:  # first seen (or the next variant's process)
+            pid, seen_at, restart_s = current, time.time() - 1, time.monotonic() - start
+        if pid is not None and _ready(repo, how, pid, seen_at, versions):
+            break
+        if proc.poll() is not None or time.monotonic() - start > 900:
+            proc.kill()
+            pytest.fail(f"no kill during {stage} ({how}): dvc repro ended ({proc.poll()})\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    ran_s = time.monotonic() - start - restart_s
+    left, gone_after_s = _kill_group(repo, proc, spare)
+    return {"pid": pid, "restart_s": restart_s, "ran_s": ran_s, "left": left, "gone_after_s": gone_after_s,
+            "versions": model_version_count(repo / "mlruns" / "mlflow.db"),
+            "steps": checkpoint_steps(repo / ".checkpoints", seen_at) if how == "checkpoint" else {}}
+
+
+def _final_run_with_a_second_repro(repo: Path, env: dict[str, str]) -> dict:
+    """The rerun to the end; once it runs a stage, a second `dvc repro` must fail on DVC's lock."""
+    start = time.monotonic()
+    proc, log = _start(repo, env, "final")
+    while "Running stage" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() - start < 600, log.read_text()[-4000:]
+        time.sleep(0.1)
     second_start = time.monotonic()
     second = run(["dvc", "repro"], repo, {**env, "PREFECT_API_URL": "http://127.0.0.1:9/api"}, check=False)
-    concurrent = {"rc": second.returncode, "out": second.stdout + second.stderr,
-                  "seconds": time.monotonic() - second_start}
+    out = {"rc": second.returncode, "out": second.stdout + second.stderr, "seconds": time.monotonic() - second_start}
     assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
-    end = time.monotonic() + 10
-    while session_pids(guard) and time.monotonic() < end:
+    out["final_s"], out["log"] = time.monotonic() - start, log.read_text()
+    return out
+
+
+def _shared_server(repo: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str, frozenset[int]]:
+    """A helper Prefect server on the copy's database, held by `with_prefect_api.sh sh` (its own group):
+    (that process, the API URL, its sessions: the supervisor's and its server guard's)."""
+    url_file = repo / ".prefect" / "url"
+    hold = f'echo "$PREFECT_API_URL" > {url_file} && exec sleep 3600'
+    proc, log = _start(repo, env, "shared-server", "sh", "-c", hold)
+    while not url_file.exists() or not url_file.read_text().strip():
+        if proc.poll() is not None:
+            pytest.fail(f"the shared helper server did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
-    concurrent["server_left_after_success"] = session_pids(guard)
-    FIGURES["final rerun"] = f"{time.monotonic() - start:.0f} s"
-    return log.read_text(), concurrent
+    guard = int((repo / ".prefect" / "server.pid").read_text())  # written before the server is asked for health
+    return proc, url_file.read_text().strip(), frozenset({proc.pid, guard})
 
 
 @pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory):
+def ladder(tmp_path_factory: pytest.TempPathFactory):
     repo = tmp_path_factory.mktemp("faults") / "repo"
     shutil.copytree(REPO, repo, ignore=IGNORE)
     shutil.copy(REPO / "tests" / "tiny_params.yaml", repo / "params.yaml")
@@ -99,29 +138,42 @@ def killed_and_resumed(tmp_path_factory: pytest.TempPathFactory):
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"],
                 [sys.executable, "-m", "flows.generate_data"], ["scripts/track_raw_data.sh"]):
         run(cmd, repo, env)
-    ckpt = repo / ".checkpoints"
-    kills, steps = {}, {}
-    kills["tune_mix"] = _kill_repro_when(repo, env, lambda _: any((ckpt / "tune").rglob("*.pt")), "tune_mix")
-    steps["tune_mix"] = _checkpoint_steps(ckpt / "tune")
-    kills["train_unet"] = _kill_repro_when(repo, env, lambda _: any((ckpt / "unet").glob("*.pt")), "train_unet")
-    steps["train_unet"] = _checkpoint_steps(ckpt / "unet")
-    final, concurrent = _final_run_with_a_second_repro(repo, env)
-    return repo, env, kills, steps, final, concurrent
+    kills: dict[str, dict] = {}
+    server, shared, spare = None, env, frozenset[int]()
+    try:
+        for stage, prefect, how in LADDER:
+            if prefect == "shared" and server is None:
+                server, url, spare = _shared_server(repo, env)
+                shared = {**env, "PREFECT_API_URL": url}
+            kills[stage] = {"server": prefect, "how": how, **_kill_during(repo, shared, stage, how, spare)}
+        final = _final_run_with_a_second_repro(repo, shared)
+        final["flow_runs"] = prefect_db_runs(repo / ".prefect" / "prefect.db")
+    finally:
+        if server is not None:
+            left, gone_after_s = _kill_group(repo, server, frozenset())
+    final.update(server_left=left, server_gone_after_s=gone_after_s, status=run(["dvc", "status"], repo, env).stdout,
+                 server_log=(repo / "repro-shared-server.log").read_text())
+    return repo, kills, final
 
 
-def test_no_helper_server_survives_a_kill(killed_and_resumed):
-    _, _, kills, *_ = killed_and_resumed
+def test_no_process_survives_a_kill(ladder):
+    _, kills, final = ladder
     for stage, kill in kills.items():
-        assert kill["left"] == [], f"helper Prefect server left after kill -9 during {stage}: {kill['left']}"
-        FIGURES[f"kill -9 during {stage}: helper server gone after"] = f"{kill['gone_after_s']:.1f} s"
-    assert killed_and_resumed[-1]["server_left_after_success"] == []
+        assert kill["left"] == [], f"left after kill -9 during {stage}: {kill['left']}"
+        FIGURES[f"kill -9 during {stage}: processes gone after"] = f"{kill['gone_after_s']:.1f} s"
+    assert final["server_left"] == [], final["server_left"]  # the shared helper server, killed with its group
+    FIGURES["kill -9 of the shared helper server's group: gone after"] = f"{final['server_gone_after_s']:.1f} s"
 
 
-def test_rerun_completes_and_dvc_status_is_clean(killed_and_resumed):
-    repo, env, _, _, final, _ = killed_and_resumed
-    assert "Running stage 'evaluate'" in final and "Running stage 'register'" in final
-    assert "up to date" in run(["dvc", "status"], repo, env).stdout
-    assert not (repo / ".checkpoints").exists() or not any((repo / ".checkpoints").rglob("*.pt"))
+def test_every_rerun_completes_and_dvc_status_is_clean(ladder):
+    repo, kills, final = ladder
+    assert "Running stage 'register'" in final["log"]  # killed last: it runs again, to the end
+    assert "up to date" in final["status"], final["status"]
+    assert not list((repo / ".checkpoints").rglob("*.pt"))  # every training finished and cleaned up
+    for stage, kill in kills.items():
+        FIGURES[f"kill -9 during {stage}: rerun reached the stage after / ran before the kill"] = \
+            f"{kill['restart_s']:.0f} s / {kill['ran_s']:.1f} s"
+    FIGURES["final rerun"] = f"{final['final_s']:.0f} s"
 
 
 def _runs(repo: Path):
@@ -129,58 +181,72 @@ def _runs(repo: Path):
 
     client = MlflowClient(f"sqlite:///{repo / 'mlruns/mlflow.db'}")
     exp = client.get_experiment_by_name("liversynth")
-    return client.search_runs([exp.experiment_id], max_results=1000)
+    return client, client.search_runs([exp.experiment_id], max_results=5000)
 
 
-def _unet_run_name(checkpoint: str) -> str:
-    """`real_only-seed0.pt` -> `unet[real_only seed=0]`, the run name train_unet gives that arm/seed."""
-    arm, _, seed = checkpoint.removesuffix(".pt").rpartition("-seed")
-    return f"unet[{arm} seed={seed}]"
+def test_training_resumed_from_its_checkpoint(ladder):
+    repo, kills, _ = ladder
+    _, runs = _runs(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    total_redone = 0
+    for stage, section in TOTAL_STEPS.items():
+        at_kill = kills[stage]["steps"]
+        assert at_kill, f"{stage}: no checkpoint when killed"
+        unfinished = [s for s in at_kill.values() if s < params[section]["steps"]]  # done ones need no resume
+        resumed = [int(r.data.tags["resumed_from_step"]) for r in runs
+                   if r.data.tags.get("stage") == stage and "resumed_from_step" in r.data.tags]
+        redone = steps_redone(unfinished, resumed)
+        assert redone == 0 and (resumed or not unfinished), (stage, at_kill, resumed)
+        total_redone += redone
+        FIGURES[f"kill -9 during {stage}: checkpoint steps at kill -> resumed_from_step, steps redone"] = \
+            f"{sorted(at_kill.values())} -> {sorted(resumed)}, {redone}"
+    FIGURES["checkpointed steps redone after resume"] = str(total_redone)
 
 
-def test_training_resumed_from_its_checkpoint(killed_and_resumed):
-    repo, _, _, steps, *_ = killed_and_resumed
-    runs = _runs(repo)
-    assert steps["tune_mix"] and steps["train_unet"], steps
-    final_step = yaml.safe_load((repo / "params.yaml").read_text())["unet"]["steps"]
-    redone, checked = 0, 0
-    for stage, at_kill in steps.items():
-        for name, step in at_kill.items():
-            ratio = name.rsplit("ratio-", 1)[-1].removesuffix(".pt")
-            resumed = [int(r.data.tags["resumed_from_step"]) for r in runs
-                       if r.data.tags.get("stage") == stage and "resumed_from_step" in r.data.tags
-                       and (r.info.run_name == _unet_run_name(name) if stage == "train_unet"
-                            else r.info.run_name.endswith(f"-ratio-{ratio}"))]
-            if not resumed and step >= final_step:
-                continue  # that training had finished before the kill landed: nothing to resume or redo
-            assert resumed, f"{stage}: no resumed run for checkpoint {name} at step {step}"
-            checked += 1
-            redone += step - max(resumed)
-            FIGURES[f"kill -9 during {stage}: {name} checkpoint step -> resumed_from_step"] = \
-                f"{step} -> {max(resumed)}"
-    assert redone == 0 and checked >= 1
-    FIGURES["checkpointed steps redone after resume"] = str(redone)
-
-
-def test_no_run_left_running(killed_and_resumed):
-    repo, *_ = killed_and_resumed
-    running = [r.info.run_name for r in _runs(repo) if r.info.status == "RUNNING"]
-    interrupted = [r for r in _runs(repo) if r.data.tags.get("interrupted") == "true"]
-    assert running == [] and interrupted
-    with sqlite3.connect(repo / ".prefect" / "prefect.db") as db:
-        states = db.execute("SELECT name, state_type FROM flow_run").fetchall()
-    live = [s for s in states if s[1] in LIVE_PREFECT]
-    crashed = [s for s in states if s[1] == "CRASHED"]
-    assert live == [] and len(crashed) >= 2, states  # one per kill at least (the stage's flow run)
+def test_nothing_left_running(ladder):
+    repo, kills, final = ladder
+    _, runs = _runs(repo)
+    running = [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    interrupted = [r for r in runs if r.data.tags.get("interrupted") == "true"]
+    assert running == [] and interrupted  # killed runs not reopened by a resume are marked FAILED
+    live = [r for r in final["flow_runs"] if r[1] in LIVE_PREFECT]
+    assert live == [], final["flow_runs"]
+    assert "marked 1 interrupted flow run(s) CRASHED" in final["server_log"]  # the own server's killed run
+    for stage, kill in kills.items():
+        states = [r[1] for r in final["flow_runs"] if r[2] == owner(kill["pid"])]
+        assert states == ["CRASHED"], (stage, states)
+        mlflow_open = [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("stage") == stage]
+        FIGURES[f"kill -9 during {stage}: MLflow runs / Prefect flow runs left RUNNING"] = \
+            f"{len(mlflow_open)} / 0 (its flow run CRASHED)"
     FIGURES["MLflow runs left RUNNING / marked FAILED (interrupted)"] = f"{len(running)} / {len(interrupted)}"
-    FIGURES["Prefect flow runs left RUNNING / marked CRASHED"] = f"{len(live)} / {len(crashed)}"
+    FIGURES["Prefect flow runs left RUNNING / marked CRASHED"] = \
+        f"{len(live)} / {sum(r[1] == 'CRASHED' for r in final['flow_runs'])}"
 
 
-def test_two_repros_at_once_second_fails_fast_on_dvc_lock(killed_and_resumed):
-    """The second `dvc repro`, started while the first runs a stage, fails on DVC's lock within seconds;
-    the first completes and leaves everything up to date (see test_rerun_completes...)."""
-    *_, concurrent = killed_and_resumed
-    assert concurrent["rc"] != 0
-    assert re.search(r"Unable to acquire lock|is busy, it is being blocked by", concurrent["out"]), concurrent["out"]
-    assert concurrent["seconds"] < 30
-    FIGURES["second concurrent dvc repro: lock error after"] = f"{concurrent['seconds']:.1f} s"
+def test_no_half_made_registered_unit(ladder):
+    from liversynth.tracking.registry import CHALLENGER, COMPLETE_TAG, UNIT_TAG, alias_version
+
+    repo, kills, _ = ladder
+    client, _ = _runs(repo)
+    names = yaml.safe_load((repo / "params.yaml").read_text())["register"]
+    assert kills["register"]["versions"] >= 1  # the kill landed with a unit half made
+    units = {}
+    for name in (names["unet_name"], names["generator_name"]):
+        versions = client.search_model_versions(f"name = '{name}'")
+        assert len(versions) == 1, [(v.version, v.tags) for v in versions]  # completed, not duplicated
+        tags = versions[0].tags
+        assert tags.get(COMPLETE_TAG) == "true" and "gate.promote" in tags and "liversynth.unit_versions" in tags
+        assert alias_version(client, name, CHALLENGER) == versions[0].version
+        units[name] = tags[UNIT_TAG]
+    assert len(set(units.values())) == 1
+    FIGURES["kill -9 during register: model versions at kill -> after the rerun"] = \
+        f"{kills['register']['versions']} -> {len(units)}, all complete, one unit"
+
+
+def test_two_repros_at_once_second_fails_fast_on_dvc_lock(ladder):
+    """The second `dvc repro`, started while the first runs a stage, fails on DVC's lock within seconds."""
+    *_, final = ladder
+    assert final["rc"] != 0
+    assert re.search(r"Unable to acquire lock|is busy, it is being blocked by", final["out"]), final["out"]
+    assert final["seconds"] < 30
+    FIGURES["second concurrent dvc repro: lock error after"] = f"{final['seconds']:.1f} s"
