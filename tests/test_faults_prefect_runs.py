@@ -1,7 +1,8 @@
-"""Fault matrix, Prefect on a shared server: a stage flow run left RUNNING by a SIGKILLed process is marked
+"""Fault matrix, Prefect on a shared server: a stage flow run whose owner process was SIGKILLed is marked
 CRASHED by the next start of that stage (liversynth.utils.prefect_runs), while runs of live processes,
-of other hosts and of other flows stay as they are; and a stage failing for a known reason (bad data)
-ends its short stderr with the one-line reason (liversynth.utils.stage_errors)."""
+of other hosts and of other flows stay as they are. Real stages killed by `kill -9` mid-run, and their
+flow runs crashed by their next start, are in test_faults_pipeline; known failures ending a real stage
+with a short stderr whose last line is the reason (liversynth.utils.stage_errors) in test_faults_services."""
 from __future__ import annotations
 
 import asyncio
@@ -9,33 +10,20 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
+from prefect import flow
 
+from liversynth.config import Params
+from liversynth.data.readers import RawDataError
+from liversynth.data.validation import DataValidationError
 from liversynth.utils.connectivity import ServiceUnavailable
-from liversynth.utils.prefect_runs import OWNER_TAG_PREFIX, owner_of
+from liversynth.utils.prefect_runs import OWNER_TAG_PREFIX, owner_of, start_stage_flow_run
 from liversynth.utils.stage_errors import TRACEBACK_ENV, short_reason
-from tests.conftest import REPO
 
 FIGURES: dict[str, str] = {}
-
-HELD_FLOW = """
-import time
-from prefect import flow
-from flows.common import load_params
-
-@flow(name="validate")
-def validate_flow() -> None:
-    load_params()
-    print("started", flush=True)
-    time.sleep(600)
-
-validate_flow()
-"""
 
 
 def teardown_module() -> None:
@@ -44,22 +32,24 @@ def teardown_module() -> None:
             out.writelines(f"{k}: {v}\n" for k, v in FIGURES.items())
 
 
-def _env(tmp_path: Path, prefect_api: str) -> dict[str, str]:
-    full = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return {**full, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}", "PREFECT_API_URL": prefect_api,
-            "LIVERSYNTH_PARAMS": str(REPO / "tests" / "tiny_params.yaml"), "PREFECT_HOME": str(tmp_path / ".prefect"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+async def _runs_of_owner(owner: str) -> list[tuple]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    async with get_client() as client:
+        found = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"{OWNER_TAG_PREFIX}{owner}"])))
+        names = {f.id: f.name for f in await client.read_flows()}
+    return [(names[r.flow_id], r.state_type.value if r.state_type else None) for r in found]
 
 
-async def _runs(tags: list[str] | None = None, ids: list[uuid.UUID] | None = None) -> dict[uuid.UUID, tuple]:
+async def _runs(ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple]:
     """Flow runs by id -> (flow name, state type, tags)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    filt = FlowRunFilter(tags=FlowRunFilterTags(all_=tags) if tags else None,
-                         id=FlowRunFilterId(any_=ids) if ids else None)
     async with get_client() as client:
-        found = await client.read_flow_runs(flow_run_filter=filt)
+        found = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
         names = {f.id: f.name for f in await client.read_flows()}
     return {r.id: (names[r.flow_id], r.state_type.value if r.state_type else None, r.tags) for r in found}
 
@@ -89,57 +79,51 @@ async def _complete(ids: list[uuid.UUID]) -> None:
             await client.set_flow_run_state(run_id, Completed(), force=True)
 
 
-def _killed_stage_run(tmp_path: Path, env: dict[str, str]) -> tuple[int, float]:
-    """A `validate` flow run whose process took ownership, then got SIGKILLed: (its pid, seconds to start)."""
-    start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", HELD_FLOW], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # blocks until the flow has claimed its run (or died)
-    if line.strip() != "started":
-        proc.kill()
-        pytest.fail(f"held flow did not start: {line}\n{proc.communicate(timeout=30)[1][-3000:]}")
-    elapsed = time.monotonic() - start
-    os.killpg(proc.pid, signal.SIGKILL)
+def _dead_pid() -> int:
+    """The pid of a process that was SIGKILLed (as a stage under `kill -9`)."""
+    proc = subprocess.Popen(["sleep", "60"])
+    proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return proc.pid, elapsed
+    return proc.pid
 
 
-def test_next_stage_start_crashes_the_killed_flow_run_and_fails_short(tmp_path: Path, prefect_api: str):
-    env = _env(tmp_path, prefect_api)
-    pid, _ = _killed_stage_run(tmp_path, env)
-    host = socket.gethostname()
-    killed = asyncio.run(_runs(tags=[f"{OWNER_TAG_PREFIX}{host}:{pid}"]))
-    assert [v[:2] for v in killed.values()] == [("validate", "RUNNING")], killed
+@flow(name="validate")
+def _validate_start() -> list[str]:
+    """What every stage flow does first (flows.common.load_params): own its run, crash the dead ones."""
+    return start_stage_flow_run()
+
+
+def test_next_stage_start_crashes_the_killed_flow_run_only(prefect_api: str):
+    pid, host = _dead_pid(), socket.gethostname()
+    killed = asyncio.run(_running_run("validate", f"{host}:{pid}"))  # test_faults_pipeline kills real stages
     others = {"live": asyncio.run(_running_run("validate", f"{host}:{os.getpid()}")),
               "other host": asyncio.run(_running_run("validate", f"not-{host}:{pid}")),
               "other flow": asyncio.run(_running_run("prepare", f"{host}:{pid}"))}
     try:
         start = time.monotonic()
-        stage = subprocess.run([sys.executable, "-m", "flows.validate"], cwd=tmp_path, env=env,
-                               capture_output=True, text=True, timeout=300)
+        crashed = _validate_start()
         elapsed = time.monotonic() - start
-        states = asyncio.run(_runs(ids=[*killed, *others.values()]))
+        states = asyncio.run(_runs([killed, *others.values()]))
     finally:
         asyncio.run(_complete(list(others.values())))
-    assert [states[i][1] for i in killed] == ["CRASHED"], (states, stage.stderr[-3000:])
+    assert states[killed][1] == "CRASHED" and len(crashed) == 1, states
     assert {k: states[i][1] for k, i in others.items()} == dict.fromkeys(others, "RUNNING")
-    # The stage itself then fails on its missing data: the reason is the last line of a short stderr.
-    lines = [line for line in stage.stderr.splitlines() if line.strip()]
-    assert stage.returncode == 1 and len(stage.stderr.splitlines()) < 40, stage.stderr
-    assert lines[-1].startswith("liversynth.data.validation.DataValidationError: ") and \
-        "split folder missing; rerun the prepare stage" in lines[-1], stage.stderr
-    assert "Traceback" not in stage.stderr and "marked CRASHED 1 flow run(s) of validate" in stage.stderr
-    FIGURES["shared Prefect server: killed flow run -> CRASHED by the next stage start"] = \
-        f"{elapsed:.1f} s (interpreter start included)"
-    FIGURES["bad data (validate): stderr lines, last line the reason"] = str(len(stage.stderr.splitlines()))
+    mine = [r for r in asyncio.run(_runs_of_owner(f"{host}:{os.getpid()}")) if r[0] == "validate"]
+    assert ("validate", "COMPLETED") in [r[:2] for r in mine]  # the new stage run was tagged as ours
+    FIGURES["shared Prefect server: killed flow run -> CRASHED at the next stage start"] = \
+        f"{elapsed:.2f} s (a whole in-process flow run)"
 
 
-def test_owner_tags_and_short_reasons(monkeypatch: pytest.MonkeyPatch):
+def test_owner_tags_and_short_reasons(tmp_path, monkeypatch: pytest.MonkeyPatch):
     assert owner_of(["x", f"{OWNER_TAG_PREFIX}h:1"]) == "h:1" and owner_of(["x"]) is None and owner_of(None) is None
     err = ServiceUnavailable("MLflow tracking server http://127.0.0.1:9/ is unreachable")
     assert short_reason(err) == ("liversynth.utils.connectivity.ServiceUnavailable: "
                                  "MLflow tracking server http://127.0.0.1:9/ is unreachable")
+    (tmp_path / "params.yaml").write_text("essnet: {steps: -5}\n")
+    with pytest.raises(ValueError) as bad_params:
+        Params.from_yaml(tmp_path / "params.yaml")
+    for known in (bad_params.value, DataValidationError("prepared data failed 1 check"), RawDataError("truncated")):
+        assert short_reason(known) is not None, known  # bad params, bad data: the reason, no traceback
     assert short_reason(ValueError("a bug")) is None  # anything else keeps its traceback
     monkeypatch.setenv(TRACEBACK_ENV, "1")
     assert short_reason(err) is None
