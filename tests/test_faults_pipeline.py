@@ -156,7 +156,7 @@ def ladder(tmp_path_factory: pytest.TempPathFactory):
     finally:
         if server is not None:
             left, gone_after_s = _kill_group(repo, server, frozenset())
-    final.update(server_left=left, server_gone_after_s=gone_after_s, status=run(["dvc", "status"], repo, env).stdout,
+    final.update(server_left=left, server_gone_after_s=gone_after_s, status=run(["dvc", "status", "dvc.yaml"], repo, env).stdout,
                  server_log=(repo / "repro-shared-server.log").read_text())
     return repo, kills, final
 

@@ -86,8 +86,8 @@ def test_mlflow_ui_sees_pipelines_names_datasets_and_system_metrics(mlflow_api):
         assert {_tags(r)["mlflow.parentRunId"] for r in top} == {pipeline_of[pid]["info"]["run_id"]}
     first = by_pipeline[_tags(min(pipelines, key=lambda p: p["info"]["start_time"]))["liversynth.pipeline_id"]]
     assert {"train_essnet[essnet]", "train_essnet[cyclegan]", "synthesize[essnet]", "synthesize[cyclegan]",
-            "train_essnet[essnet seed=0]", "train_essnet[cyclegan seed=1]", "unet[mix seed=1 gen=1]",
-            "unet[real_only seed=0]", "trial[ratio=1]", "evaluate"} <= {r["info"]["run_name"] for r in first}
+            "train_essnet[essnet seed=0]", "train_essnet[cyclegan seed=1]", "unet[mix seed=1 gen=1 n=1]",
+            "unet[real_only seed=0 n=1]", "trial[ratio=1]", "evaluate"} <= {r["info"]["run_name"] for r in first}
     with_eval = [pipeline_of[pid] for pid, rs in by_pipeline.items() if any(_tags(r)["stage"] == "evaluate" for r in rs)]
     assert with_eval
     for p in with_eval:
@@ -103,7 +103,7 @@ def test_mlflow_ui_sees_pipelines_names_datasets_and_system_metrics(mlflow_api):
     inputs = {d["dataset"]["name"]: d for d in essnet["inputs"]["dataset_inputs"]}
     assert inputs["ct_train"]["dataset"]["digest"] == prepared_md5
     assert {t["value"] for t in inputs["ct_train"]["tags"]} >= {"training"}
-    unet = next(r for r in first if r["info"]["run_name"] == "unet[mix seed=1 gen=1]")
+    unet = next(r for r in first if r["info"]["run_name"] == "unet[mix seed=1 gen=1 n=1]")
     digests = {d["dataset"]["name"]: d["dataset"]["digest"] for d in unet["inputs"]["dataset_inputs"]}
     synthetic = next(o["md5"] for s in lock["stages"].values() for o in s.get("outs", [])
                      if o["path"] == "data/synthetic/essnet")  # every generator seed's synthetic MRI

@@ -12,7 +12,7 @@ def test_pipeline_flow_streams_dvc_output_and_stage_flows_link_mlflow(pipeline_r
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter, LogFilterFlowRunId
 
     repo, env, _ = pipeline_repo
-    assert "up to date" in run(["dvc", "status"], repo, env).stdout  # so the flow's repro is a quick no-op
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], repo, env).stdout  # so the flow's repro is a quick no-op
     monkeypatch.chdir(repo)
     monkeypatch.setenv("PATH", env["PATH"])
     from flows.pipeline import pipeline_flow

@@ -149,16 +149,16 @@ SLOW_FLOW = """
 import time
 import torch
 import flows.train_unet as stage
-import liversynth.training.cells as cells
+import liversynth.training.unet as unet
 torch.set_num_threads(1)
-train = cells.train_unet
+train = unet.train_unet
 def slow_train(*args, on_eval=None, **kwargs):
     def pause(step, row):
         if on_eval is not None:
             on_eval(step, row)
         time.sleep(1.0)
     return train(*args, on_eval=pause, **kwargs)
-cells.train_unet = slow_train
+unet.train_unet = slow_train  # liversynth.training.cells imports it when a cell trains
 stage.train_unet_flow.fn()
 """
 
