@@ -21,7 +21,7 @@ def test_push_clone_pull_then_repro_runs_nothing(pipeline_repo, tmp_path):
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
     run(make_remote, clone, env)  # a second clone on this machine finds the same default remote
-    run(["dvc", "pull", "dvc.yaml"], clone, env)  # the default pipeline (no study was run here)
+    run(["dvc", "pull", "data.dvc", "dvc.yaml"], clone, env)  # the data and the default pipeline (no study here)
     assert (clone / "data/synthetic/essnet/seed0/images.npy").exists() and (clone / "models/unet/models.json").exists()
     assert "up to date" in run(["dvc", "status", "dvc.yaml"], clone, env).stdout
     assert "Running stage" not in run(["dvc", "repro"], clone, env).stdout
