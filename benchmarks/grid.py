@@ -43,7 +43,9 @@ def _cell(kind: str, seed: int, steps: int, threads: int, work: str) -> dict[str
                                                                               "checkpoint_every": 10**9}))
     else:
         cfg = params.unet.model_copy(update={"steps": steps, "eval_every": steps})
-        cells.unet_cell(cells.UNetCell("real_only", seed, None, 0.0, cfg, 1), Path(work) / "unet", Path(work) / "ck")
+        # a checkpoint folder of its own per call: a finished checkpoint would be restored, not trained
+        ck = Path(tempfile.mkdtemp(dir=work))
+        cells.unet_cell(cells.UNetCell("real_only", seed, None, 0.0, cfg, 1), Path(work) / "unet", ck)
     peak = psutil.Process().memory_info().rss / 2**20
     for f in Path(work, ".checkpoints").glob("*.pt"):
         f.unlink()
