@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from benchmarks import measure
+from benchmarks.run import _make_data
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "results" / "grid.json"
@@ -62,16 +63,6 @@ def _side(kind: str, k: int, steps: int, workers: int, threads: int, work: Path)
             "workers": workers, "threads": threads}
 
 
-def _data(work: Path) -> None:
-    from liversynth.config import Params
-    from liversynth.data.phantom import write_phantom
-    from liversynth.data.prepare import prepare_dataset
-
-    params = Params.from_yaml(REPO / "params.yaml")
-    write_phantom(params.phantom, work / "data/raw")
-    prepare_dataset(params, work / "data/raw", work / "data/prepared")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=60, help="EssNet steps per generator cell")
@@ -82,7 +73,7 @@ def main() -> None:
     result: dict[str, Any] = {"name": "grid", "k": args.k, "cores": cores, "load_avg_1m": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        _data(work)
+        _make_data(work / "data")  # the stages' layout: data/raw, data/prepared
         for kind, steps in (("generator", args.steps), ("unet", args.unet_steps)):
             # the sequential baseline first and last around the grid: drift in machine load shows up
             grid = _side(kind, args.k, steps, workers=cores, threads=1, work=work)

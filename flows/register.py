@@ -32,6 +32,12 @@ from liversynth.training.essnet import load_generator
 from liversynth.training.unet import load_unet
 from liversynth.utils.files import write_json
 from liversynth.utils.hashing import fingerprint
+from liversynth.utils.process import owner_alive, owner_id
+
+# On a training run that register reopened to log its model in it: "<host>:<pid>" of that register
+# process. A kill while it is open leaves the training run RUNNING under a stage tag that is not
+# register's, so the next register finishes it again (close_reopened_runs) instead of leaving it open.
+REOPENED_BY = "liversynth.reopened_by"
 
 
 def _members(params: Params, challenger: dict, metrics: dict, splits: dict, test: SliceSet, ct: SliceSet,
@@ -83,8 +89,21 @@ def _in_run(run_id: str | None, log: Callable[[], str]) -> str:
             return log()
     except mlflow.exceptions.MlflowException:  # a training run this store does not hold
         return log()
-    with mlflow.start_run(run_id=run_id, nested=True):
+    with mlflow.start_run(run_id=run_id, nested=True, tags={REOPENED_BY: owner_id()}):
         return log()
+
+
+def close_reopened_runs(experiment_id: str) -> list[str]:
+    """Finish again the training runs a killed register left RUNNING while logging a model in them
+    (their training had finished), tagged `model_log_interrupted`; returns their ids."""
+    client = MlflowClient()
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+    stale = sorted(r.info.run_id for r in running
+                   if REOPENED_BY in r.data.tags and not owner_alive(r.data.tags[REOPENED_BY]))
+    for run_id in stale:
+        client.set_tag(run_id, "model_log_interrupted", "true")
+        client.set_terminated(run_id, "FINISHED")
+    return stale
 
 
 @flow(name="register")
@@ -105,6 +124,7 @@ def register_flow() -> dict:
                        paths.generator_path("essnet", _generator_seed(challenger, params)))
     with stage_run(params, "register", ("register",), unit=unit) as run:
         client = MlflowClient()  # after stage_run: it points MLflow at the project's store
+        close_reopened_runs(run.info.experiment_id)
         ours = per_patient_iou(load_unet(challenger["path"], params.unet, torch.device("cpu")), test)
         training = {"training_run_id": challenger["run_id"], "ratio": f"{challenger['ratio']:g}",
                     "seed": str(challenger["seed"]), "test_iou": f"{float(np.mean(list(ours.values()))):.6f}",

@@ -62,3 +62,36 @@ def test_register_flow_units_and_refusals(mlflow_store, prefect_api, tmp_path, m
     assert "challenger" in client.get_model_version("liversynth-unet", "2").aliases
     assert str(first["champion_version"]) == str(client.get_model_version_by_alias("liversynth-unet", "champion").version)
     assert json.loads((tmp_path / "reports/registry.json").read_text())["code"] == "champion_unloadable"
+
+
+_REOPEN_AND_DIE = """
+import os, signal, sys, mlflow
+from flows.register import REOPENED_BY
+from liversynth.utils.process import owner_id
+mlflow.start_run(run_id=sys.argv[1], tags={REOPENED_BY: owner_id()})
+os.kill(os.getpid(), signal.SIGKILL)  # killed while the training run is open to log a model in it
+"""
+
+
+def test_a_training_run_left_open_by_a_killed_register_is_finished_again(mlflow_store):
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from flows.register import REOPENED_BY, close_reopened_runs
+    from liversynth.utils.process import owner_id
+
+    client = MlflowClient()
+    exp = mlflow.get_experiment_by_name("test").experiment_id
+    killed = client.create_run(exp, run_name="train_essnet[essnet seed=0]", tags={"stage": "train_essnet"}).info.run_id
+    client.set_terminated(killed, "FINISHED")
+    done = subprocess.run([sys.executable, "-c", _REOPEN_AND_DIE, killed], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+    assert client.get_run(killed).info.status == "RUNNING"
+    with mlflow.start_run(run_name="unet[mix seed=0]", tags={REOPENED_BY: owner_id()}) as live:
+        assert close_reopened_runs(exp) == [killed]  # one whose register still runs stays open
+        assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    run = client.get_run(killed)
+    assert run.info.status == "FINISHED" and run.data.tags["model_log_interrupted"] == "true"
+    assert close_reopened_runs(exp) == []
