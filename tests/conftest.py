@@ -20,11 +20,22 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-torch.set_num_threads(2)
+# Under `make test` two xdist workers share the 2 cores: one intra-op thread each, no oversubscription.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 from liversynth.data.slice_set import SPLITS, SliceSet  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """For `pytest -n N --dist loadgroup` (make test): a test module's tests stay on one worker (their
+    module fixtures, e.g. the kill ladder, run once), and every user of the session's tiny pipeline
+    shares one worker, so that pipeline is built once."""
+    for item in items:
+        group = "pipeline_repo" if "pipeline_repo" in getattr(item, "fixturenames", ()) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def blob_slices(n: int, size: int = 32, seed: int = 0, patients: int = 2, prefix: str = "p") -> SliceSet:
