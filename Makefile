@@ -10,7 +10,7 @@ REAL_SAMPLE_SDIST := data/downloads/totalsegmentator-2.18.0.tar.gz
 # DATASET=chaos: the CHAOS_Train_Sets folder (CT/, MR/) of your CHAOS download (README: CHAOS).
 CHAOS_DIR ?=
 WORKERS ?= 2
-# pytest-xdist workers for make test (tests/conftest.py keeps a module, and the tiny pipeline's users, on one).
+# pytest-xdist workers for make test (tests/conftest.py: a module, and the tiny pipeline's users, stay on one).
 TEST_WORKERS ?= 2
 # The default DVC remote: a folder on this machine, outside the repo (docs/team_setup.md: S3/SSH/GCS).
 DVC_REMOTE ?= $(HOME)/.cache/liversynth/dvc-remote
@@ -133,7 +133,7 @@ study: data
 # The real TotalSegmentator test scans (hash-checked sdist) feed the CHAOS-layout fixture test.
 test: setup $(REAL_SAMPLE_SDIST)
 	mypy
-	python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
+	python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder tests
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

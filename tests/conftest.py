@@ -28,14 +28,39 @@ from liversynth.data.slice_set import SPLITS, SliceSet  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.hookimpl(tryfirst=True)
+# The test modules that use the session's tiny pipeline (built once per xdist worker: keep them on one).
+PIPELINE_MODULES = frozenset(f"tests/{f.name}" for f in Path(__file__).parent.glob("test_*.py")
+                             if "pipeline_repo" in f.read_text())
+# Run first (the longest work units, so the short ones fill in around them): the tiny pipeline's users,
+# then the kill ladder, then the rest in file order.
+FIRST = ("pipeline_repo", "tests/test_faults_pipeline.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its module, except that the tiny pipeline's users share one."""
+    module = nodeid.split("::", 1)[0]
+    return "pipeline_repo" if module in PIPELINE_MODULES else module
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """For `pytest -n N --dist loadgroup` (make test): a test module's tests stay on one worker (their
-    module fixtures, e.g. the kill ladder, run once), and every user of the session's tiny pipeline
-    shares one worker, so that pipeline is built once."""
-    for item in items:
-        group = "pipeline_repo" if "pipeline_repo" in getattr(item, "fixturenames", ()) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+    def rank(item: pytest.Item) -> int:
+        unit = work_unit(item.nodeid)
+        return FIRST.index(unit) if unit in FIRST else len(FIRST)
+
+    items.sort(key=rank)  # stable: the order inside each work unit is kept
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`make test` runs `pytest -n 2 --dist loadscope --no-loadscope-reorder`: a module's tests stay on one
+    worker (its module fixtures, e.g. the kill ladder, run once), the tiny pipeline's users share one,
+    and units start in the order above. (xdist's `loadgroup` marks do not group under pytest 9.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnits(config, log)
 
 
 def blob_slices(n: int, size: int = 32, seed: int = 0, patients: int = 2, prefix: str = "p") -> SliceSet:
@@ -113,7 +138,10 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory, prefect_api: str):
            "PREFECT_API_URL": prefect_api, "PREFECT_HOME": str(repo / ".prefect"),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "TQDM_DISABLE": "1",
-           "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2"}  # tiny trainings: about a second
+           "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2",  # tiny trainings: about a second
+           # Cells of a grid one after another in the stage's process: a pool's workers would each import
+           # torch, MLflow and Prefect for cells of a second. The kill ladder and test_grid run the pools.
+           "LIVERSYNTH_WORKERS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
