@@ -118,7 +118,7 @@ def test_a_changed_param_reruns_only_its_stages_and_a_revert_restores_from_the_r
     """unet.steps changes tuning and U-Nets only; set back, both come from DVC's run-cache instead of
     being retrained (`dvc repro -f` never uses it: DVC skips the run-cache when forced). Stages with a
     plain uncached out (report.html, the registry report, the demo mask) get no run-cache entry (dvc.yaml).
-    `dvc repro train_unet`: the stages downstream of it are not needed to show either."""
+    `dvc repro train_unet` shows both; the stages after it run once, at the end."""
     repo, env, _ = pipeline_repo
     params_file = repo / "params.yaml"
     original = params_file.read_text()
@@ -134,4 +134,7 @@ def test_a_changed_param_reruns_only_its_stages_and_a_revert_restores_from_the_r
     assert "Stage 'train_unet' is cached - skipping run" in out, out
     assert "Stage 'tune_mix' is cached - skipping run" in out, out
     assert "Running stage" not in out, out
-    assert "up to date" in run(["dvc", "status"], repo, env).stdout  # evaluate & co. never saw steps=9
+    # The rest catch up (the forced retrain above gave models.json new run ids): no training reruns.
+    out = run(["dvc", "repro"], repo, env).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", out)) <= {"evaluate", "register", "segment_demo"}, out
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], repo, env).stdout

@@ -65,11 +65,9 @@ def test_register_flow_units_and_refusals(mlflow_store, prefect_api, tmp_path, m
 
 
 _REOPEN_AND_DIE = """
-import os, signal, sys, mlflow
-from flows.register import REOPENED_BY
-from liversynth.utils.process import owner_id
-mlflow.start_run(run_id=sys.argv[1], tags={REOPENED_BY: owner_id()})
-os.kill(os.getpid(), signal.SIGKILL)  # killed while the training run is open to log a model in it
+import os, signal, sys
+from flows.register import _in_run
+_in_run(sys.argv[1], lambda: os.kill(os.getpid(), signal.SIGKILL))  # killed while logging a model in the run
 """
 
 
