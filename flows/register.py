@@ -85,15 +85,19 @@ def _generator_run(seed: int) -> str | None:
 def _in_run(run_id: str | None, log: Callable[[], str]) -> str:
     """Log a model in its training run (resumed, then finished again), else in the active run."""
     try:
-        if run_id is None or mlflow.get_run(run_id).info.lifecycle_stage != "active":
-            return log()
+        training = None if run_id is None else mlflow.get_run(run_id)
     except mlflow.exceptions.MlflowException:  # a training run this store does not hold
+        training = None
+    if run_id is None or training is None or training.info.lifecycle_stage != "active":
         return log()
     # Tagged before it is reopened: MLflow marks a run RUNNING before it logs start_run's tags, and a
     # kill in between would leave a RUNNING run that no one could tell from a live one.
-    MlflowClient().set_tag(run_id, REOPENED_BY, owner_id())
+    client = MlflowClient()
+    client.set_tag(run_id, REOPENED_BY, owner_id())
     with mlflow.start_run(run_id=run_id, nested=True):
-        return log()
+        uri = log()
+    client.set_terminated(run_id, "FINISHED", end_time=training.info.end_time)  # its training's duration
+    return uri
 
 
 def close_reopened_runs(experiment_id: str) -> list[str]:
@@ -103,9 +107,9 @@ def close_reopened_runs(experiment_id: str) -> list[str]:
     running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
     stale = sorted(r.info.run_id for r in running
                    if REOPENED_BY in r.data.tags and not owner_alive(r.data.tags[REOPENED_BY]))
-    for run_id in stale:
-        client.set_tag(run_id, "model_log_interrupted", "true")
-        client.set_terminated(run_id, "FINISHED")
+    for run in (r for r in running if r.info.run_id in stale):
+        client.set_tag(run.info.run_id, "model_log_interrupted", "true")
+        client.set_terminated(run.info.run_id, "FINISHED", end_time=run.info.end_time)  # reopening kept it
     return stale
 
 

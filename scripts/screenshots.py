@@ -1,5 +1,5 @@
-"""PNGs of the MLflow UI for the README: the experiment page, two pipeline runs compared, and the
-registered U-Net's page, taken with headless Chromium against `mlflow ui` on the local store.
+"""PNGs of the MLflow UI for the README: the experiment page, the EssNet generator seeds compared, two
+pipeline runs compared (when two have results), and the registered U-Net's page, taken with headless Chromium against `mlflow ui` on the local store.
 
     python scripts/screenshots.py --out reports/ui        # `make screenshots`
 
@@ -28,7 +28,7 @@ HOST = "mlflow-ui.test"
 # Model-training view (sidebar, run table) rather than MLflow 3's GenAI default.
 VIEW = "workflowType=machine_learning"
 # name -> window height: the comparison is tall (params and metrics tables below the plot).
-HEIGHTS = {"experiment": 1000, "compare_pipelines": 2400, "registered_model": 1000}
+HEIGHTS = {"experiment": 1000, "compare_generator_seeds": 2400, "compare_pipelines": 2400, "registered_model": 1000}
 
 
 def free_port() -> int:
@@ -58,20 +58,35 @@ def api(base: str, path: str, body: dict | None = None) -> dict:
         return json.loads(resp.read())
 
 
+def _compare(ui: str, exp_id: str, runs: list[dict]) -> str:
+    ids = json.dumps([r["info"]["run_id"] for r in runs]).replace(" ", "")
+    return (f"{ui}/#/compare-runs?runs={urllib.parse.quote(ids)}"
+            f"&experiments={urllib.parse.quote(json.dumps([exp_id]))}&{VIEW}")
+
+
+def _search(base: str, exp_id: str, where: str, n: int) -> list[dict]:
+    return api(base, "runs/search", {"experiment_ids": [exp_id], "filter": where,
+                                     "order_by": ["attributes.start_time DESC"], "max_results": n}).get("runs", [])
+
+
 def pages(base: str, experiment: str, model: str) -> dict[str, str]:
-    """name -> UI URL: the experiment's runs, the two latest pipeline runs compared, the model."""
+    """name -> UI URL: the experiment's runs; the EssNet generator seeds of the latest run compared
+    (their losses side by side); the two latest pipelines with results compared; the model."""
     exp = api(base, "experiments/get-by-name?" + urllib.parse.urlencode({"experiment_name": experiment}))
     exp_id = exp["experiment"]["experiment_id"]
-    runs = api(base, "runs/search", {"experiment_ids": [exp_id], "filter": "tags.kind = 'pipeline'",
-                                     "order_by": ["attributes.start_time DESC"], "max_results": 2}).get("runs", [])
     ui = base.replace("127.0.0.1", HOST)
     out = {"experiment": f"{ui}/#/experiments/{exp_id}/runs?{VIEW}"}
-    if len(runs) == 2:
-        ids = json.dumps([r["info"]["run_id"] for r in runs]).replace(" ", "")
-        out["compare_pipelines"] = (f"{ui}/#/compare-runs?runs={urllib.parse.quote(ids)}"
-                                    f"&experiments={urllib.parse.quote(json.dumps([exp_id]))}&{VIEW}")
+    seeds = _search(base, exp_id, "tags.kind = 'generator' and tags.variant = 'essnet'", 50)
+    def parent(run: dict) -> str | None:
+        return next((t["value"] for t in run["data"]["tags"] if t["key"] == "mlflow.parentRunId"), None)
+
+    if seeds:  # the newest stage run's seeds
+        out["compare_generator_seeds"] = _compare(ui, exp_id, [r for r in seeds if parent(r) == parent(seeds[0])])
+    pipelines = _search(base, exp_id, "tags.kind = 'pipeline' and tags.headline = 'true'", 2)
+    if len(pipelines) == 2:
+        out["compare_pipelines"] = _compare(ui, exp_id, pipelines)
     else:
-        print(f"only {len(runs)} pipeline run(s): no comparison page (run a second experiment)")
+        print(f"{len(pipelines)} pipeline run(s) with results: no pipeline comparison (e.g. `dvc exp run -S ...`)")
     out["registered_model"] = f"{ui}/#/models/{urllib.parse.quote(model)}?{VIEW}"
     return out
 

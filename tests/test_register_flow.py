@@ -83,7 +83,7 @@ def test_a_training_run_left_open_by_a_killed_register_is_finished_again(mlflow_
     client = MlflowClient()
     exp = mlflow.get_experiment_by_name("test").experiment_id
     killed = client.create_run(exp, run_name="train_essnet[essnet seed=0]", tags={"stage": "train_essnet"}).info.run_id
-    client.set_terminated(killed, "FINISHED")
+    client.set_terminated(killed, "FINISHED", end_time=client.get_run(killed).info.start_time + 5000)
     done = subprocess.run([sys.executable, "-c", _REOPEN_AND_DIE, killed], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == -9, done.stderr
     assert client.get_run(killed).info.status == "RUNNING"
@@ -92,4 +92,5 @@ def test_a_training_run_left_open_by_a_killed_register_is_finished_again(mlflow_
         assert client.get_run(live.info.run_id).info.status == "RUNNING"
     run = client.get_run(killed)
     assert run.info.status == "FINISHED" and run.data.tags["model_log_interrupted"] == "true"
+    assert run.info.end_time - run.info.start_time == 5000  # the training's duration, not the reopening's
     assert close_reopened_runs(exp) == []
