@@ -88,7 +88,7 @@ def _in_run(run_id: str | None, log: Callable[[], str]) -> str:
         training = None if run_id is None else mlflow.get_run(run_id)
     except mlflow.exceptions.MlflowException:  # a training run this store does not hold
         training = None
-    if run_id is None or training is None or training.info.lifecycle_stage != "active":
+    if training is None or training.info.lifecycle_stage != "active":
         return log()
     # Tagged before it is reopened: MLflow marks a run RUNNING before it logs start_run's tags, and a
     # kill in between would leave a RUNNING run that no one could tell from a live one.
@@ -105,12 +105,11 @@ def close_reopened_runs(experiment_id: str) -> list[str]:
     (their training had finished), tagged `model_log_interrupted`; returns their ids."""
     client = MlflowClient()
     running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
-    stale = sorted(r.info.run_id for r in running
-                   if REOPENED_BY in r.data.tags and not owner_alive(r.data.tags[REOPENED_BY]))
-    for run in (r for r in running if r.info.run_id in stale):
+    stale = [r for r in running if REOPENED_BY in r.data.tags and not owner_alive(r.data.tags[REOPENED_BY])]
+    for run in stale:
         client.set_tag(run.info.run_id, "model_log_interrupted", "true")
         client.set_terminated(run.info.run_id, "FINISHED", end_time=run.info.end_time)  # reopening kept it
-    return stale
+    return sorted(r.info.run_id for r in stale)
 
 
 @flow(name="register")
