@@ -28,17 +28,11 @@ from liversynth.inference.spec import ModelSpec
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.model_card import model_description, version_card
 from liversynth.tracking.registry import CHAMPION, UnitMember, alias_version, challenge_champion, register_unit
+from liversynth.tracking.runs import reopened_run
 from liversynth.training.essnet import load_generator
 from liversynth.training.unet import load_unet
 from liversynth.utils.files import write_json
 from liversynth.utils.hashing import fingerprint
-from liversynth.utils.process import owner_alive, owner_id
-
-# On a training run that register reopened to log its model in it: "<host>:<pid>" of that register
-# process. A kill while it is open leaves the training run RUNNING under a stage tag that is not
-# register's, so the next register finishes it again (close_reopened_runs) instead of leaving it open.
-REOPENED_BY = "liversynth.reopened_by"
-
 
 def _members(params: Params, challenger: dict, metrics: dict, splits: dict, test: SliceSet, ct: SliceSet,
              shared: dict, training: dict, specs: dict) -> list[UnitMember]:
@@ -83,33 +77,15 @@ def _generator_run(seed: int) -> str | None:
 
 
 def _in_run(run_id: str | None, log: Callable[[], str]) -> str:
-    """Log a model in its training run (resumed, then finished again), else in the active run."""
+    """Log a model in its training run (reopened, then finished again), else in the active run."""
     try:
         training = None if run_id is None else mlflow.get_run(run_id)
     except mlflow.exceptions.MlflowException:  # a training run this store does not hold
         training = None
     if training is None or training.info.lifecycle_stage != "active":
         return log()
-    # Tagged before it is reopened: MLflow marks a run RUNNING before it logs start_run's tags, and a
-    # kill in between would leave a RUNNING run that no one could tell from a live one.
-    client = MlflowClient()
-    client.set_tag(run_id, REOPENED_BY, owner_id())
-    with mlflow.start_run(run_id=run_id, nested=True):
-        uri = log()
-    client.set_terminated(run_id, "FINISHED", end_time=training.info.end_time)  # its training's duration
-    return uri
-
-
-def close_reopened_runs(experiment_id: str) -> list[str]:
-    """Finish again the training runs a killed register left RUNNING while logging a model in them
-    (their training had finished), tagged `model_log_interrupted`; returns their ids."""
-    client = MlflowClient()
-    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
-    stale = [r for r in running if REOPENED_BY in r.data.tags and not owner_alive(r.data.tags[REOPENED_BY])]
-    for run in stale:
-        client.set_tag(run.info.run_id, "model_log_interrupted", "true")
-        client.set_terminated(run.info.run_id, "FINISHED", end_time=run.info.end_time)  # reopening kept it
-    return sorted(r.info.run_id for r in stale)
+    with reopened_run(training):
+        return log()
 
 
 @flow(name="register")
@@ -130,7 +106,6 @@ def register_flow() -> dict:
                        paths.generator_path("essnet", _generator_seed(challenger, params)))
     with stage_run(params, "register", ("register",), unit=unit) as run:
         client = MlflowClient()  # after stage_run: it points MLflow at the project's store
-        close_reopened_runs(run.info.experiment_id)
         ours = per_patient_iou(load_unet(challenger["path"], params.unet, torch.device("cpu")), test)
         training = {"training_run_id": challenger["run_id"], "ratio": f"{challenger['ratio']:g}",
                     "seed": str(challenger["seed"]), "test_iou": f"{float(np.mean(list(ours.values()))):.6f}",

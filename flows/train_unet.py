@@ -26,7 +26,7 @@ from liversynth import paths
 from liversynth.config import Params
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
-from liversynth.training.arms import ARMS, unet_arms
+from liversynth.training.arms import arm, unet_arms
 from liversynth.training.cells import UNetCell, benchmark_cells, unet_cell, unet_data
 from liversynth.training.grid import Cell, run_grid
 from liversynth.utils.files import wide_means, write_csv, write_json
@@ -49,6 +49,7 @@ def log_unet_runs(parent: mlflow.ActiveRun, stage: str, cells: list[UNetCell], r
     """One nested MLflow run per trained cell (after training: tracking stays outside the loops);
     returns the model records with their run ids."""
     lineage = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+    inputs = _CellInputs()
     models = []
     for cell, result in zip(cells, results):
         m = dict(result["model"])
@@ -61,28 +62,38 @@ def log_unet_runs(parent: mlflow.ActiveRun, stage: str, cells: list[UNetCell], r
                                     {"arm": cell.arm, "ratio": cell.ratio, "seed": cell.seed,
                                      "generator_seed": cell.generator_seed, "labelled_patients": cell.labelled,
                                      **{f"unet.{k}": v for k, v in cell.cfg.model_dump().items()}},
-                                    curves, {"val_iou": m["val_iou"]}, inside=lambda c=cell: _log_inputs(c))
+                                    curves, {"val_iou": m["val_iou"]}, inside=lambda c=cell: inputs.log(c))
         models.append(m)
     return models
 
 
-def _log_inputs(cell: UNetCell) -> None:
-    """The cell's data as MLflow inputs, each with DVC's md5 of its folder as digest."""
-    prepared = lock_hash(paths.PREPARED)
-    spec = next(a for a in ARMS if a.name == cell.arm)
-    real, extra, val = unet_data(cell)
-    sets = [("mri_val", paths.PREPARED / "mri_val", prepared, "validation", val)]
-    if spec.real:
-        sets.append(("mri_train", paths.PREPARED / "mri_train", prepared, "training", real))
-    if spec.source and (cell.ratio > 0 or not spec.real):
-        slices = extra if spec.real and extra is not None else real
-        if spec.source in paths.VARIANTS and cell.generator_seed is not None:
-            sets.append((f"synthetic_{spec.source}", paths.synthetic_dir(spec.source, cell.generator_seed),
-                         lock_hash(paths.synthetic_root(spec.source)), "training", slices))
-        else:
-            sets.append((f"source_{spec.source}", paths.PREPARED / "ct_train", prepared, "training", slices))
-    for name, path, digest, context, data in sets:
-        log_dataset(name, str(path), digest, context, data.images, data.labels)
+class _CellInputs:
+    """Logs a cell's data as MLflow inputs, each with DVC's md5 of its folder as digest. The slices are
+    loaded (and CT histogram-matched) once per distinct source, not once per cell: many cells share them."""
+
+    def __init__(self) -> None:
+        self.prepared = lock_hash(paths.PREPARED)
+        self.loaded: dict[tuple, tuple] = {}
+
+    def log(self, cell: UNetCell) -> None:
+        spec = arm(cell.arm)
+        key = (spec.source, spec.real, cell.generator_seed, cell.labelled)
+        if key not in self.loaded:
+            self.loaded[key] = unet_data(cell)
+        real, extra, val = self.loaded[key]
+        sets = [("mri_val", paths.PREPARED / "mri_val", self.prepared, "validation", val)]
+        if spec.real:
+            sets.append(("mri_train", paths.PREPARED / "mri_train", self.prepared, "training", real))
+        if spec.source and (cell.ratio > 0 or not spec.real):
+            slices = extra if spec.real and extra is not None else real
+            if spec.source in paths.VARIANTS and cell.generator_seed is not None:
+                sets.append((f"synthetic_{spec.source}", paths.synthetic_dir(spec.source, cell.generator_seed),
+                             lock_hash(paths.synthetic_root(spec.source)), "training", slices))
+            else:
+                sets.append((f"source_{spec.source}", paths.PREPARED / "ct_train", self.prepared, "training",
+                             slices))
+        for name, path, digest, context, data in sets:
+            log_dataset(name, str(path), digest, context, data.images, data.labels)
 
 
 def history_rows(results: list[dict]) -> list[dict]:

@@ -21,6 +21,7 @@ from liversynth.data.readers import RawDataError
 from liversynth.data.validation import DataValidationError
 from liversynth.utils.connectivity import ServiceUnavailable
 from liversynth.utils.prefect_runs import OWNER_TAG_PREFIX, owner_of, start_stage_flow_run
+from liversynth.utils.process import owner_alive, owner_id
 from liversynth.utils.stage_errors import TRACEBACK_ENV, short_reason
 
 FIGURES: dict[str, str] = {}
@@ -108,7 +109,7 @@ def test_next_stage_start_crashes_the_killed_flow_run_only(prefect_api: str):
         asyncio.run(_complete(list(others.values())))
     assert states[killed][1] == "CRASHED" and len(crashed) == 1, states
     assert {k: states[i][1] for k, i in others.items()} == dict.fromkeys(others, "RUNNING")
-    mine = [r for r in asyncio.run(_runs_of_owner(f"{host}:{os.getpid()}")) if r[0] == "validate"]
+    mine = [r for r in asyncio.run(_runs_of_owner(owner_id())) if r[0] == "validate"]
     assert ("validate", "COMPLETED") in [r[:2] for r in mine]  # the new stage run was tagged as ours
     FIGURES["shared Prefect server: killed flow run -> CRASHED at the next stage start"] = \
         f"{elapsed:.2f} s (a whole in-process flow run)"
@@ -127,3 +128,25 @@ def test_owner_tags_and_short_reasons(tmp_path, monkeypatch: pytest.MonkeyPatch)
     assert short_reason(ValueError("a bug")) is None  # anything else keeps its traceback
     monkeypatch.setenv(TRACEBACK_ENV, "1")
     assert short_reason(err) is None
+
+
+def test_an_owner_is_dead_once_its_pid_names_another_process_or_a_zombie():
+    """kill -9 then pid reuse: the tag names the pid and its start time, so a new process that got the
+    same pid does not keep the dead owner's runs open; an exited, unreaped child is no owner either."""
+    host = socket.gethostname()
+    me = owner_id()
+    assert me.startswith(f"{host}:{os.getpid()}@") and owner_alive(me)
+    assert not owner_alive(f"{host}:{os.getpid()}@1")  # same pid, another start time: pid reused
+    assert owner_alive(f"{host}:{os.getpid()}") and owner_alive(f"elsewhere:{os.getpid()}@1")
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        owner = f"{host}:{child.pid}"
+        assert owner_alive(owner)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while owner_alive(owner) and time.monotonic() < deadline:  # a zombie until waited for
+            time.sleep(0.05)
+        assert not owner_alive(owner)
+    finally:
+        child.wait()
+    assert not owner_alive(f"{host}:{child.pid}")

@@ -72,12 +72,14 @@ _in_run(sys.argv[1], lambda: os.kill(os.getpid(), signal.SIGKILL))  # killed whi
 
 
 def test_a_training_run_left_open_by_a_killed_register_is_finished_again(mlflow_store):
+    """register reopens a finished training run to log its model there; killed meanwhile, the next
+    stage to start (any stage: close_stale_runs) finishes it again with its training's duration."""
     import subprocess
     import sys
 
     import mlflow
 
-    from flows.register import REOPENED_BY, close_reopened_runs
+    from liversynth.tracking.runs import OWNER_TAG, close_stale_runs
     from liversynth.utils.process import owner_id
 
     client = MlflowClient()
@@ -87,10 +89,11 @@ def test_a_training_run_left_open_by_a_killed_register_is_finished_again(mlflow_
     done = subprocess.run([sys.executable, "-c", _REOPEN_AND_DIE, killed], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == -9, done.stderr
     assert client.get_run(killed).info.status == "RUNNING"
-    with mlflow.start_run(run_name="unet[mix seed=0]", tags={REOPENED_BY: owner_id()}) as live:
-        assert close_reopened_runs(exp) == [killed]  # one whose register still runs stays open
+    with mlflow.start_run(run_name="unet[mix seed=0]", tags={OWNER_TAG: owner_id()}) as live:
+        assert close_stale_runs(exp) == [killed]  # one whose process still runs stays open
         assert client.get_run(live.info.run_id).info.status == "RUNNING"
     run = client.get_run(killed)
-    assert run.info.status == "FINISHED" and run.data.tags["model_log_interrupted"] == "true"
+    assert run.info.status == "FINISHED" and run.data.tags["reopen_interrupted"] == "true"
+    assert "interrupted" not in run.data.tags
     assert run.info.end_time - run.info.start_time == 5000  # the training's duration, not the reopening's
-    assert close_reopened_runs(exp) == []
+    assert close_stale_runs(exp) == []

@@ -199,6 +199,8 @@ def test_killed_train_unet_stage_resumes_and_reopens_its_mlflow_runs(tmp_path, m
 
 
 def test_stale_running_runs_are_marked_failed_live_ones_kept(tmp_path, mlflow_store):
+    """Any stage's run whose process is gone is closed, by whichever stage starts next: a run left open
+    by another stage (register logging a model in a training run) must not slip through."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -214,12 +216,14 @@ def test_stale_running_runs_are_marked_failed_live_ones_kept(tmp_path, mlflow_st
     alive = client.create_run(experiment, tags={"stage": "train_essnet", OWNER_TAG: f"{host}:{os.getpid()}"})
     resumed = client.create_run(experiment, tags={"stage": "train_essnet", OWNER_TAG: f"{host}:{gone.pid}"})
     other_stage = client.create_run(experiment, tags={"stage": "tune_mix", OWNER_TAG: f"{host}:{gone.pid}"})
+    other_host = client.create_run(experiment, tags={"stage": "tune_mix", OWNER_TAG: f"elsewhere:{gone.pid}"})
 
-    closed = close_stale_runs(experiment, "train_essnet", keep=resumed.info.run_id)
-    assert closed == sorted([dead.info.run_id, child.info.run_id])
-    runs = {"dead": dead, "child": child, "alive": alive, "resumed": resumed, "other_stage": other_stage}
+    closed = close_stale_runs(experiment, keep=resumed.info.run_id)
+    assert closed == sorted([dead.info.run_id, child.info.run_id, other_stage.info.run_id])
+    runs = {"dead": dead, "child": child, "alive": alive, "resumed": resumed, "other_stage": other_stage,
+            "other_host": other_host}
     status = {name: client.get_run(run.info.run_id).info.status for name, run in runs.items()}
     assert status == {"dead": "FAILED", "child": "FAILED", "alive": "RUNNING", "resumed": "RUNNING",
-                      "other_stage": "RUNNING"}
+                      "other_stage": "FAILED", "other_host": "RUNNING"}
     assert client.get_run(dead.info.run_id).data.tags["interrupted"] == "true"
-    np.testing.assert_equal(close_stale_runs(experiment, "train_essnet"), [resumed.info.run_id])
+    np.testing.assert_equal(close_stale_runs(experiment), [resumed.info.run_id])

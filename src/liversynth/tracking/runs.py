@@ -27,9 +27,9 @@ from liversynth.utils.files import write_atomic_file
 from liversynth.utils.hashing import fingerprint
 from liversynth.utils.process import owner_alive, owner_id
 
-__all__ = ["EXPERIMENT_KIND", "OWNER_TAG", "PIPELINE_ID_ENV", "PIPELINE_TAG", "close_stale_runs", "flat_params",
-           "lineage_tags", "log_child_run", "log_dataset", "log_pipeline_metrics", "pipeline_id", "pipeline_run", "recorded_run",
-           "run_url", "save_run", "saved_run", "setup_mlflow", "stage_run"]
+__all__ = ["EXPERIMENT_KIND", "OWNER_TAG", "PIPELINE_ID_ENV", "PIPELINE_TAG", "REOPENED_TAG", "close_stale_runs",
+           "flat_params", "lineage_tags", "log_child_run", "log_dataset", "log_pipeline_metrics", "pipeline_id",
+           "pipeline_run", "recorded_run", "reopened_run", "run_url", "save_run", "saved_run", "setup_mlflow", "stage_run"]
 
 # "<host>:<pid>" of the process running a stage's MLflow run, so a later start of the stage can tell
 # a run whose process was killed (-9 never ends its run) from one still going (parallel tune workers).
@@ -39,6 +39,8 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # One id per `dvc repro`: set once by `make run` / flows.pipeline, else derived (see `pipeline_id`).
 PIPELINE_ID_ENV = "LIVERSYNTH_PIPELINE_ID"
 PIPELINE_TAG = "liversynth.pipeline_id"
+# The status a run had when `reopened_run` reopened it: a kill while it is open restores that status.
+REOPENED_TAG = "liversynth.reopened_from"
 
 
 def setup_mlflow(params: Params) -> str:
@@ -142,8 +144,9 @@ def log_child_run(parent_id: str, name: str, tags: dict[str, str], params: dict[
     """A run nested under the active run `parent_id`, logged after its training returned (a worker
     process trained it): tags, params, metric curves, and whatever `inside()` logs while it is open.
     Idempotent: a rerun after a kill finds the run it already logged (same name, same parent)."""
-    parent = mlflow.get_run(parent_id)
-    found = MlflowClient().search_runs(
+    client = MlflowClient()
+    parent = client.get_run(parent_id)
+    found = client.search_runs(
         [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.run_name = '{name}'",
         max_results=1)
     if found and found[0].info.status == "FINISHED":
@@ -153,9 +156,9 @@ def log_child_run(parent_id: str, name: str, tags: dict[str, str], params: dict[
                           tags=tags) as run:
         rows = [Metric(k, float(v), 0, step) for step, row in history for k, v in row.items()]
         rows += [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
-        MlflowClient().log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         for start in range(0, len(rows), 1000):  # MLflow takes at most 1000 metrics per batch
-            MlflowClient().log_batch(run.info.run_id, metrics=rows[start : start + 1000])
+            client.log_batch(run.info.run_id, metrics=rows[start : start + 1000])
         if inside is not None:
             inside()
         return str(run.info.run_id)
@@ -169,20 +172,39 @@ def log_dataset(name: str, source: str, digest: str, context: str, features: Any
     mlflow.log_input(dataset, context=context)
 
 
-def close_stale_runs(experiment_id: str, stage: str, keep: str | None = None) -> list[str]:
-    """Mark FAILED the RUNNING runs of `stage` whose process is gone, and their RUNNING children
-    (e.g. tuning trials); `keep` is a run about to be resumed. Returns the ids closed."""
+def close_stale_runs(experiment_id: str, keep: str | None = None) -> list[str]:
+    """Close the RUNNING runs whose owning process is gone, whatever stage opened them, and their
+    RUNNING children (e.g. tuning trials); `keep` is a run about to be resumed. A run that had finished
+    and was reopened to log into it (`reopened_run`) is finished again with its own end time, tagged
+    `reopen_interrupted`; any other is marked FAILED, tagged `interrupted`. Returns the ids closed."""
     client = MlflowClient()
-    running = client.search_runs([experiment_id], f"tags.stage = '{stage}' and attributes.status = 'RUNNING'",
-                                 max_results=1000)
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
     stale = {r.info.run_id for r in running
              if r.info.run_id != keep and OWNER_TAG in r.data.tags and not owner_alive(r.data.tags[OWNER_TAG])}
     stale |= {r.info.run_id for r in running
               if r.info.run_id != keep and r.data.tags.get("mlflow.parentRunId") in stale}
-    for run_id in sorted(stale):
-        client.set_tag(run_id, "interrupted", "true")
-        client.set_terminated(run_id, "FAILED")
+    for run in (r for r in running if r.info.run_id in stale):
+        if run.data.tags.get(REOPENED_TAG) == "FINISHED":
+            client.set_tag(run.info.run_id, "reopen_interrupted", "true")
+            client.set_terminated(run.info.run_id, "FINISHED", end_time=run.info.end_time)  # reopening kept it
+        else:
+            client.set_tag(run.info.run_id, "interrupted", "true")
+            client.set_terminated(run.info.run_id, "FAILED")
     return sorted(stale)
+
+
+@contextlib.contextmanager
+def reopened_run(run: Run) -> Iterator[mlflow.ActiveRun]:
+    """Reopen a finished run (nested under the active one) to log into it, e.g. a model into the run
+    that trained it; it is finished again with its own end time, so the UI shows its training's duration.
+
+    This process becomes its owner before it is reopened: MLflow marks a run RUNNING before it logs
+    start_run's tags, and a kill in between must leave a run that `close_stale_runs` can tell is dead."""
+    run_id, client = run.info.run_id, MlflowClient()
+    client.log_batch(run_id, tags=[RunTag(OWNER_TAG, owner_id()), RunTag(REOPENED_TAG, run.info.status)])
+    with mlflow.start_run(run_id=run_id, nested=True) as active:
+        yield active
+    client.set_terminated(run_id, run.info.status, end_time=run.info.end_time)
 
 
 @contextlib.contextmanager
@@ -200,7 +222,7 @@ def stage_run(params: Params, stage: str, sections: tuple[str, ...] = (), resume
             mlflow.get_run(resume_run_id)
         except mlflow.exceptions.MlflowException:
             resume_run_id = None
-    close_stale_runs(experiment_id, stage, keep=resume_run_id)
+    close_stale_runs(experiment_id, keep=resume_run_id)
     name = run_name or (f"{stage}[{tags['variant']}]" if "variant" in tags else stage)
     parent = {"mlflow.parentRunId": pipeline_run(params, experiment_id)}
     with mlflow.start_run(run_id=resume_run_id, run_name=None if resume_run_id else name,

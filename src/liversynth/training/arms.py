@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ARMS", "ATLAS", "Arm", "arm_labels", "unet_arms"]
+__all__ = ["ARMS", "ATLAS", "Arm", "arm", "arm_labels", "unet_arms"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,14 @@ ARMS = (
     Arm("synthetic_only", "EssNet synthetic only", "essnet", real=False),
 )
 ATLAS = Arm("atlas", "CT-label atlas (no image)")
+
+
+def arm(name: str) -> Arm:
+    """The trained arm called `name`."""
+    found = [a for a in ARMS if a.name == name]
+    if not found:
+        raise ValueError(f"unknown arm {name!r}; the arms are {[a.name for a in ARMS]}")
+    return found[0]
 
 
 def unet_arms(ratio: float) -> dict[str, tuple[Arm, float]]:

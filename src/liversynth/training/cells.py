@@ -15,7 +15,7 @@ from typing import Any
 from liversynth import paths
 from liversynth.config import EssNetConfig, UNetConfig
 from liversynth.data.slice_set import SliceSet, first_patients, translation_mri
-from liversynth.training.arms import ARMS, Arm, unet_arms
+from liversynth.training.arms import arm, unet_arms
 from liversynth.training.checkpoint import save_weights
 from liversynth.training.essnet import train_essnet, variant_config
 
@@ -56,13 +56,9 @@ class UNetCell:
         return self.key.replace(" ", "-").replace("=", "")
 
 
-def _arm(name: str) -> Arm:
-    return next(a for a in ARMS if a.name == name)
-
-
 def unet_data(cell: UNetCell) -> tuple[SliceSet, SliceSet | None, SliceSet]:
     """(training slices, extra slices mixed in or None, validation slices) of a cell."""
-    spec = _arm(cell.arm)
+    spec = arm(cell.arm)
     real = first_patients(SliceSet.load(paths.PREPARED / "mri_train"), cell.labelled)
     val = SliceSet.load(paths.PREPARED / "mri_val")
     source: SliceSet | None = None
