@@ -1,9 +1,10 @@
-"""Stage `train_essnet@<variant>`: one EssNet (CycleGAN + segmenter on synthetic MRI) per generator seed
-(`essnet.seeds`), on unpaired CT and MRI, the seeds trained at once in worker processes.
+"""Stage `train_essnet`: one EssNet (CycleGAN + segmenter on synthetic MRI) per generator seed
+(`essnet.seeds`) and variant, on unpaired CT and MRI, all of them trained at once in worker processes.
 
 Variant `essnet` uses params.essnet as it is; variant `cyclegan` is the ablation, the same network and
 schedule with the segmentation loss off (lambda_seg = 0), i.e. a plain CycleGAN. Several seeds per
-variant put the generators' training randomness into evaluate's intervals.
+variant put the generators' training randomness into evaluate's intervals. Both variants are one grid
+of seeds x variants, so no core idles while the last seed of one variant trains alone.
 
 Each seed checkpoints to .checkpoints/ (outside DVC's outputs, which DVC deletes before a rerun), so a
 killed stage picks up where it stopped on the next `dvc repro` and its MLflow run is reopened. Each
@@ -11,15 +12,13 @@ seed's run (`train_essnet[essnet seed=0]`) is logged, nested under the stage's, 
 """
 from __future__ import annotations
 
-import argparse
-
 import mlflow
 import numpy as np
 from prefect import flow
 
 from flows.common import grid_map, load_params, stage_run, with_workers
 from liversynth import paths
-from liversynth.config import Params
+from liversynth.config import EssNetConfig, Params
 from liversynth.data.slice_set import SliceSet, translation_mri
 from liversynth.evaluation import plots
 from liversynth.synthesis.translate import synthesize
@@ -33,45 +32,49 @@ from liversynth.utils.hashing import fingerprint
 
 
 @flow(name="train_essnet")
-def train_essnet_flow(variant: str = "essnet") -> dict:
+def train_essnet_flow() -> dict:
     params = load_params()
-    cfg = variant_config(params.essnet, variant)
+    configs = {v: variant_config(params.essnet, v) for v in paths.VARIANTS}
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
-    checkpoints = [paths.essnet_checkpoint(variant, s) for s in cfg.seeds]
+    checkpoints = [paths.essnet_checkpoint(v, s) for v in paths.VARIANTS for s in params.essnet.seeds]
     # Reopen the interrupted run only for this same work (same params and data), never another's.
-    key = fingerprint(cfg.model_dump(), params.seed, variant, lock_hash(paths.PREPARED))
-    record = paths.CHECKPOINTS / f"train_essnet-{variant}.mlflow_run"
+    key = fingerprint(params.essnet.model_dump(), params.seed, paths.VARIANTS, lock_hash(paths.PREPARED))
+    record = paths.CHECKPOINTS / "train_essnet.mlflow_run"
     start = lambda run_id: stage_run(params, "train_essnet", ("essnet",), run_id,  # noqa: E731
-                                     system_metrics=True, variant=variant)
+                                     system_metrics=True)
     with recorded_run(record, key, start, resume=any(c.exists() for c in checkpoints)) as run:
         mlflow.log_params({"seed": params.seed, "n_ct_slices": len(ct), "n_mri_slices": len(mri),
-                           "variant": variant, "effective_lambda_seg": cfg.lambda_seg})
+                           "variants": ",".join(paths.VARIANTS)})
         digest = lock_hash(paths.PREPARED)  # DVC's md5 of data/prepared
         log_dataset("ct_train", str(paths.PREPARED / "ct_train"), digest, "training", ct.images, ct.labels)
         log_dataset("mri_train+unlabelled", str(paths.PREPARED), digest, "training", mri)
-        cells = [Cell(f"{variant} seed={s}", generator_cell, {"variant": variant, "seed": s, "cfg": cfg})
-                 for s in cfg.seeds]
-        results = list(run_grid(cells, grid_map(params)).values())
+        cells = [Cell(f"{v} seed={s}", generator_cell, {"variant": v, "seed": s, "cfg": cfg})
+                 for v, cfg in configs.items() for s in cfg.seeds]
+        by_cell = run_grid(cells, grid_map(params))
+        results = list(by_cell.values())
         for r in results:
-            _log_seed_run(params, run, variant, r)
-        history = [{"seed": r["seed"], **row} for r in results for row in r["history"]]
-        write_csv(paths.variant_history(variant), history, ["seed", "step", *LOSS_KEYS])
-        for figure in _figures(history, ct, mri, params, variant):
-            mlflow.log_artifact(str(figure), "figures")
+            _log_seed_run(run, configs[r["variant"]], r)
+        for variant in paths.VARIANTS:
+            history = [{"seed": r["seed"], **row} for r in results if r["variant"] == variant for row in r["history"]]
+            write_csv(paths.variant_history(variant), history, ["seed", "step", *LOSS_KEYS])
+            for figure in _figures(history, ct, mri, params, variant):
+                mlflow.log_artifact(str(figure), "figures")
     # Finished cleanly: a later run must start fresh, not "resume" into different data.
     for checkpoint in checkpoints:
         checkpoint.unlink(missing_ok=True)
     record.unlink(missing_ok=True)
-    return {"seeds": [r["seed"] for r in results], "resumed_from": [r["resumed_from"] for r in results]}
+    return {name: {"resumed_from": r["resumed_from"]} for name, r in by_cell.items()}
 
 
-def _log_seed_run(params: Params, parent: mlflow.ActiveRun, variant: str, result: dict) -> None:
+def _log_seed_run(parent: mlflow.ActiveRun, cfg: EssNetConfig, result: dict) -> None:
     tags = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
     if result["resumed_from"]:
         tags["resumed_from_step"] = str(result["resumed_from"])
-    log_child_run(parent.info.run_id, f"train_essnet[{variant} seed={result['seed']}]",
-                  {**tags, "kind": "generator", "generator_seed": str(result["seed"])},
-                  {"generator_seed": result["seed"], "steps": result["steps"]},
+    variant, seed = result["variant"], result["seed"]
+    log_child_run(parent.info.run_id, f"train_essnet[{variant} seed={seed}]",
+                  {**tags, "kind": "generator", "variant": variant, "generator_seed": str(seed)},
+                  {"variant": variant, "generator_seed": seed, "steps": result["steps"],
+                   "effective_lambda_seg": cfg.lambda_seg},
                   [(row["step"], {k: row[k] for k in LOSS_KEYS}) for row in result["history"]])
 
 
@@ -92,6 +95,4 @@ def _figures(history: list[dict], ct: SliceSet, mri: np.ndarray, params: Params,
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--variant", choices=paths.VARIANTS, default="essnet")
-    with_workers(train_essnet_flow, load_params())(parser.parse_args().variant)
+    with_workers(train_essnet_flow, load_params())()

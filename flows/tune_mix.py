@@ -17,7 +17,7 @@ import mlflow
 import optuna
 from prefect import flow, task
 
-from flows.common import load_params, task_runner, worker_count
+from flows.common import load_params, task_runner, with_workers, worker_count
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, first_patients
 from liversynth.paths import CHECKPOINTS, PREPARED, TUNE_RESULT, TUNE_TRIALS, synthetic_dir
@@ -134,5 +134,4 @@ def tune_mix_flow() -> dict:
 
 
 if __name__ == "__main__":
-    n = worker_count(load_params())
-    (tune_mix_flow.with_options(task_runner=task_runner(n)) if n > 1 else tune_mix_flow)()
+    with_workers(tune_mix_flow, load_params())()

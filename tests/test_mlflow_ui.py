@@ -85,7 +85,7 @@ def test_mlflow_ui_sees_pipelines_names_datasets_and_system_metrics(mlflow_api):
                and "trial" not in r["info"]["run_name"]]
         assert {_tags(r)["mlflow.parentRunId"] for r in top} == {pipeline_of[pid]["info"]["run_id"]}
     first = by_pipeline[_tags(min(pipelines, key=lambda p: p["info"]["start_time"]))["liversynth.pipeline_id"]]
-    assert {"train_essnet[essnet]", "train_essnet[cyclegan]", "synthesize[essnet]", "synthesize[cyclegan]",
+    assert {"train_essnet", "synthesize[essnet]", "synthesize[cyclegan]",
             "train_essnet[essnet seed=0]", "train_essnet[cyclegan seed=1]", "unet[mix seed=1 gen=1 n=1]",
             "unet[real_only seed=0 n=1]", "trial[ratio=1]", "evaluate"} <= {r["info"]["run_name"] for r in first}
     with_eval = [pipeline_of[pid] for pid, rs in by_pipeline.items() if any(_tags(r)["stage"] == "evaluate" for r in rs)]
@@ -99,7 +99,7 @@ def test_mlflow_ui_sees_pipelines_names_datasets_and_system_metrics(mlflow_api):
 
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     prepared_md5 = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
-    essnet = next(r for r in first if r["info"]["run_name"] == "train_essnet[essnet]")
+    essnet = next(r for r in first if r["info"]["run_name"] == "train_essnet")
     inputs = {d["dataset"]["name"]: d for d in essnet["inputs"]["dataset_inputs"]}
     assert inputs["ct_train"]["dataset"]["digest"] == prepared_md5
     assert {t["value"] for t in inputs["ct_train"]["tags"]} >= {"training"}

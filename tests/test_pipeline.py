@@ -14,8 +14,8 @@ import yaml
 
 from tests.conftest import run
 
-STAGES = ["prepare", "validate", "train_essnet@essnet", "train_essnet@cyclegan", "synthesize@essnet",
-          "synthesize@cyclegan", "tune_mix", "train_unet", "evaluate", "register", "segment_demo"]
+STAGES = ["prepare", "validate", "train_essnet", "synthesize@essnet", "synthesize@cyclegan", "tune_mix", "train_unet",
+          "evaluate", "register", "segment_demo"]
 
 
 def test_every_stage_ran_and_wrote_metrics(pipeline_repo):
@@ -109,7 +109,7 @@ def test_retraining_in_fresh_processes_gives_identical_outputs(pipeline_repo):
 
     before = hashes()
     # -s: only these stages, each forced, each a fresh process (the rest keep their outputs)
-    run(["dvc", "repro", "-f", "-s", "--no-run-cache", "train_essnet@essnet", "synthesize@essnet", "train_unet",
+    run(["dvc", "repro", "-f", "-s", "--no-run-cache", "train_essnet", "synthesize@essnet", "train_unet",
          "evaluate"], repo, env)
     assert len(before) == len(outs) + 12 and hashes() == before  # 6 arms x 2 seeds of U-Net weights
 
@@ -127,7 +127,7 @@ def test_a_changed_param_reruns_only_its_stages_and_a_revert_restores_from_the_r
     params_file.write_text(yaml.safe_dump(params))
     out = run(["dvc", "repro", "train_unet"], repo, env).stdout
     assert set(re.findall(r"Running stage '([^']+)'", out)) == {"tune_mix", "train_unet"}, out
-    assert "didn't change" in out and "Stage 'train_essnet@essnet' didn't change" in out, out
+    assert "didn't change" in out and "Stage 'train_essnet' didn't change" in out, out
 
     params_file.write_text(original)  # back to tiny_params' value, run before
     out = run(["dvc", "repro", "train_unet"], repo, env).stdout
