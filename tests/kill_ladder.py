@@ -18,15 +18,21 @@ import torch
 
 from tests.conftest import session_pids
 
-__all__ = ["OWNER_TAG", "PREFECT_OWNER", "checkpoint_steps", "debris", "model_version_count", "owned_mlflow_run_open",
-           "owner", "prefect_db_runs", "stage_process", "steps_redone"]
+__all__ = ["OWNER_TAG", "PREFECT_OWNER", "checkpoint_steps", "debris", "model_version_count", "owned_by",
+           "owned_mlflow_run_open", "owner", "prefect_db_runs", "stage_process", "steps_redone"]
 
 OWNER_TAG = "liversynth.owner"  # liversynth.tracking.runs.OWNER_TAG, on MLflow runs
 PREFECT_OWNER = "liversynth.owner="  # liversynth.utils.prefect_runs.OWNER_TAG_PREFIX, on Prefect flow runs
 
 
 def owner(pid: int) -> str:
+    """"host:pid", the part of an owner tag (liversynth.utils.process.owner_id) before its "@<start time>"."""
     return f"{socket.gethostname()}:{pid}"
+
+
+def owned_by(tag: str | None, pid: int) -> bool:
+    """Whether an owner tag names process `pid` of this host (with or without its start time)."""
+    return tag is not None and (tag == owner(pid) or tag.startswith(f"{owner(pid)}@"))
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -76,7 +82,8 @@ def _query(db: Path, sql: str, args: Iterable[object] = ()) -> list[tuple]:
 def owned_mlflow_run_open(db: Path, pid: int) -> bool:
     """Whether process `pid` holds a RUNNING MLflow run (its stage's run is open)."""
     return bool(_query(db, "SELECT 1 FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE r.status = 'RUNNING'"
-                           " AND t.key = ? AND t.value = ?", (OWNER_TAG, owner(pid))))
+                           " AND t.key = ? AND (t.value = ? OR t.value LIKE ?)",
+                      (OWNER_TAG, owner(pid), f"{owner(pid)}@%")))
 
 
 def model_version_count(db: Path) -> int:

@@ -26,7 +26,7 @@ import yaml
 
 from tests.conftest import IGNORE, REPO, run
 from tests.kill_ladder import (checkpoint_steps, debris, model_version_count, owned_mlflow_run_open,
-                               owner, prefect_db_runs, stage_process, steps_redone)
+                               owned_by, prefect_db_runs, stage_process, steps_redone)
 
 FIGURES: dict[str, str] = {}
 LIVE_PREFECT = ("RUNNING", "PENDING", "SCHEDULED", "CANCELLING")
@@ -218,7 +218,7 @@ def test_nothing_left_running(ladder):
     assert live == [], final["flow_runs"]
     assert "marked 1 interrupted flow run(s) CRASHED" in final["server_log"]  # the own server's killed run
     for stage, kill in kills.items():
-        states = [r[1] for r in final["flow_runs"] if r[2] == owner(kill["pid"])]
+        states = [r[1] for r in final["flow_runs"] if owned_by(r[2], kill["pid"])]
         assert states == ["CRASHED"], (stage, states)
         mlflow_open = [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("stage") == stage]
         FIGURES[f"kill -9 during {stage}: MLflow runs / Prefect flow runs left RUNNING"] = \
