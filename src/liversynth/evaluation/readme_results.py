@@ -88,7 +88,8 @@ _STUDY_GAINS = (("gain_iou", "EssNet mix - real only"), ("gain_iou_cyclegan", "C
 
 def render_study(study: dict[str, Any], wall: dict[str, Any] | None = None) -> str:
     """The study's table: real-only IoU and each gain with its interval, per number of labelled patients."""
-    timing = (f" `make study` took {wall['wall_s'] / 60:.1f} min on {wall['machine']['cpu']} "
+    timing = (f" The study stage (`make study` with the default pipeline up to date) took {wall['wall_s'] / 60:.1f} "
+              f"min on {wall['machine']['cpu']} "
               f"({wall['machine']['threads']} thread(s) per training process)." if wall else "")
     lines = [f"{study['n_models']} U-Nets: every arm x {len(study['seeds'])} U-Net seeds (synthetic arms on "
              f"{len(study['generator_seeds'])} generator seeds) at each number of labelled real MRI patients; "
@@ -116,5 +117,5 @@ def render_reproducibility(record: dict[str, Any]) -> str:
         cells = [f"{_pts(r['gains'][k]['mean'])} [{_pts(r['gains'][k]['ci_low'])}, {_pts(r['gains'][k]['ci_high'])}] "
                  f"{r['gains'][k]['verdict']}" if k in r["gains"] else "-" for r in runs]
         table.append(f"| {runs[0]['gains'][k]['label']} | " + " | ".join(cells) + " |")
-    commit = f"Commit `{record['commit'][:10]}`. " if record.get("commit") else ""
+    commit = f"Committed results from the stage code of `{record['commit'][:10]}`. " if record.get("commit") else ""
     return commit + "Gains in IoU points [interval] and verdict.\n\n" + "\n".join(head + table) + "\n"
