@@ -28,7 +28,7 @@ def test_pipeline_flow_streams_dvc_output_and_stage_flows_link_mlflow(pipeline_r
             if any("Data and pipelines are up to date" in m for m in logs) or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        wanted = ["mlflow-train-essnet-essnet", "mlflow-synthesize-cyclegan", "mlflow-evaluate", "liversynth-test-scores"]
+        wanted = ["mlflow-train-essnet", "mlflow-synthesize-cyclegan", "mlflow-evaluate", "liversynth-test-scores"]
         found = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=wanted)))}
     assert any("running dvc repro" in m for m in logs), logs
     assert any("Data and pipelines are up to date" in m for m in logs), logs  # dvc's own line, streamed
