@@ -81,9 +81,9 @@ def _query(db: Path, sql: str, args: Iterable[object] = ()) -> list[tuple]:
 
 def owned_mlflow_run_open(db: Path, pid: int) -> bool:
     """Whether process `pid` holds a RUNNING MLflow run (its stage's run is open)."""
-    return bool(_query(db, "SELECT 1 FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE r.status = 'RUNNING'"
-                           " AND t.key = ? AND (t.value = ? OR t.value LIKE ?)",
-                      (OWNER_TAG, owner(pid), f"{owner(pid)}@%")))
+    owners = _query(db, "SELECT t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE r.status = 'RUNNING'"
+                        " AND t.key = ?", (OWNER_TAG,))
+    return any(owned_by(value, pid) for (value,) in owners)
 
 
 def model_version_count(db: Path) -> int:
