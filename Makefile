@@ -95,10 +95,10 @@ data: setup remote $(if $(filter real-sample,$(DATASET)),$(REAL_SAMPLE_SDIST))
 	fi
 	@if [ "$(DATASET)" = chaos ]; then scripts/chaos_raw.sh copy "$(CHAOS_DIR)" data/raw; \
 	else scripts/chaos_raw.sh release data/raw; fi
-	python -m flows.generate_data
+	python -m scripts.generate_data
 	@# New or changed raw data is read in full before `dvc commit` versions it: broken files are
 	@# refused by name and never reach the DVC cache, data.dvc or any stage.
-	@dvc status --quiet data.dvc 2>/dev/null || python -m flows.generate_data --check
+	@dvc status --quiet data.dvc 2>/dev/null || python -m scripts.generate_data --check
 	scripts/track_raw_data.sh
 
 # real-sample's only download: pip fetches the sdist and checks it against data/real_sample.sha256
@@ -115,7 +115,7 @@ $(REAL_SAMPLE_SDIST): data/real_sample.sha256 | $(STAMP)
 run: data
 	python -m liversynth.config params.yaml  # a bad value fails here, in seconds, naming the key
 	start=$$(date +%s); LIVERSYNTH_PIPELINE_ID=$${LIVERSYNTH_PIPELINE_ID:-make-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$} \
-	  scripts/with_prefect_api.sh dvc repro; python -m flows.results --record-run $$start
+	  scripts/with_prefect_api.sh dvc repro; python -m scripts.results --record-run $$start
 	dvc metrics show
 	dvc push --quiet || echo "dvc push failed: the outputs are only in this workspace's cache"
 	@echo "MLflow UI: make ui    |    champion: see reports/registry.json"
@@ -126,7 +126,7 @@ run: data
 study: data
 	python -m liversynth.config params.yaml
 	start=$$(date +%s); LIVERSYNTH_PIPELINE_ID=$${LIVERSYNTH_PIPELINE_ID:-study-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$} \
-	  scripts/with_prefect_api.sh dvc repro study/dvc.yaml; python -m flows.results --record-study $$start
+	  scripts/with_prefect_api.sh dvc repro study/dvc.yaml; python -m scripts.results --record-study $$start
 	dvc metrics show reports/study/metrics.json
 	dvc push --quiet || echo "dvc push failed: the outputs are only in this workspace's cache"
 
@@ -159,9 +159,9 @@ lock: setup
 # WORKERS worker processes (a local Dask cluster) pop trials off one shared Optuna study; the stage
 # then writes reports/tune.json once. LIVERSYNTH_TASK_RUNNER=processes|threads picks another engine,
 # LIVERSYNTH_DASK_ADDRESS=tcp://host:8786 an existing Dask cluster (README: Performance and scale-out).
-# Up to date means nothing to do; `dvc repro -f -s tune_mix` reruns it, reusing completed trials.
+# Up to date means nothing to do; `dvc repro -f -s tuning` reruns it, reusing completed trials.
 tune: setup
-	LIVERSYNTH_WORKERS=$(WORKERS) scripts/with_prefect_api.sh dvc repro tune_mix
+	LIVERSYNTH_WORKERS=$(WORKERS) scripts/with_prefect_api.sh dvc repro tuning
 
 # Throughput of each hot path against a plain baseline, peak RSS, end-to-end and no-op dvc repro
 # (about 10 min on 2 cores); results in benchmarks/results/. BENCH_ARGS="--no-e2e" etc.
@@ -170,7 +170,7 @@ bench: setup
 
 # README.md's generated blocks (results, benchmarks) from metrics.json, reports/ and benchmarks/results/.
 results: setup
-	python -m flows.results
+	python -m scripts.results
 
 clean:
 	rm -rf data/prepared data/synthetic models reports metrics.json .checkpoints

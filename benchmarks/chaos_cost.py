@@ -31,9 +31,9 @@ from liversynth.paths import VARIANTS
 from liversynth.runtime.device import pick_device
 from liversynth.runtime.machine import machine_record
 from liversynth.runtime.settings import apply_runtime
-from liversynth.training.arms import ARMS
+from liversynth.data.arms import ARMS
 from liversynth.training.essnet import train_essnet
-from liversynth.training.mix_ratio_study import points
+from liversynth.training.tuning import points
 from liversynth.training.unet import train_unet
 
 __all__ = ["main", "measure", "pipeline_steps"]

@@ -80,7 +80,7 @@ def _fresh_copy(repo: Path, dest: Path) -> tuple[Path, dict[str, str]]:
     _copy_tree(repo, dest)
     env = _env(dest)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"],
-                [sys.executable, "-m", "flows.generate_data"], ["scripts/track_raw_data.sh"]):
+                [sys.executable, "-m", "scripts.generate_data"], ["scripts/track_raw_data.sh"]):
         subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
     return dest, env
 

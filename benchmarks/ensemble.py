@@ -25,9 +25,9 @@ from liversynth.data.slice_set import SliceSet
 from liversynth.models.essnet import EssNet
 from liversynth.models.unet import build_unet
 from liversynth.runtime.device import autocast
-from liversynth.training.ensemble import train_unet_ensemble
+from benchmarks.unet_ensemble import train_unet_ensemble
 from liversynth.training.essnet import _EssNetStepper, train_essnet
-from liversynth.training.stacked import StackedModules
+from benchmarks.stacked import StackedModules
 from liversynth.training.unet import train_unet
 
 CPU = torch.device("cpu")

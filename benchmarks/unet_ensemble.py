@@ -1,6 +1,6 @@
 """K seeds of one U-Net trained as one batched model, each member equivalent to `train_unet(seed=s)`.
 
-The K U-Nets share one vmapped forward/backward (`liversynth.training.stacked`: stacked parameters,
+The K U-Nets share one vmapped forward/backward (`benchmarks.stacked`: stacked parameters,
 grouped convolutions under vmap), which pays PyTorch's per-op overhead once instead of K times; on a
 small CPU that overhead, not arithmetic, bounds these networks. What makes member k the same training
 as `train_unet(..., seed=seeds[k])`:
@@ -35,13 +35,12 @@ from monai.losses import DiceCELoss
 
 from liversynth.config import UNetConfig
 from liversynth.data.slice_set import SliceSet
-from liversynth.evaluation.metrics import segmentation_scores
-from liversynth.inference.predict import predict
+from liversynth.models.predict import predict, segmentation_scores
 from liversynth.models.unet import build_unet
 from liversynth.runtime.device import autocast, pick_device
 from liversynth.training.checkpoint import training_fingerprint
 from liversynth.training.loop import LoopPlan, restore, run_loop, save_state
-from liversynth.training.stacked import StackedModules
+from benchmarks.stacked import StackedModules
 from liversynth.training.unet import MixedSampler, UNetResult
 
 __all__ = ["ensemble_fingerprint", "member_batches", "train_unet_ensemble"]

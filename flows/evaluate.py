@@ -24,7 +24,8 @@ from liversynth.evaluation.scoring import score_models
 from liversynth.runtime.machine import machine_record
 from liversynth.synthesis.quality import segmentation_consistency
 from liversynth.tracking.runs import log_pipeline_metrics
-from liversynth.training.unet import load_unet
+from liversynth.models.unet import load_unet
+from liversynth.utils.figures import curves
 from liversynth.utils.files import wide_means, write_atomic_file, write_csv, write_json
 
 
@@ -106,7 +107,7 @@ def evaluate_flow() -> dict:
 
 
 def _tuned(tune: dict) -> dict[str, Any]:
-    """What tune_mix chose on validation, for the mix and for the real-only baseline."""
+    """What tuning chose on validation, for the mix and for the real-only baseline."""
     return {"mix": tune.get("mix", {"ratio": tune["best_ratio"]}), "baseline": tune.get("baseline", {}),
             "n_trials_mix": sum(1 for t in tune["trials"] if float(t["ratio"]) > 0),
             "n_trials_baseline": sum(1 for t in tune["trials"] if float(t["ratio"]) == 0)}
@@ -163,7 +164,7 @@ def _figures(result: dict, tune: dict) -> dict[str, Path]:
                fig["iou_vs_ratio"]),
            "test IoU per patient, paired": plots.gain_plot(ppi["real_only"], ppi["mix"], result["gain_iou"],
                                                            fig["gain"]),
-           "U-Net validation IoU during training": plots.curves(
+           "U-Net validation IoU during training": curves(
                _unet_curves(), fig["unet_val_iou"], "U-Net validation IoU", ylabel="val IoU")}
     for variant in paths.VARIANTS:
         out[f"{variant} training losses"] = paths.variant_losses(variant)

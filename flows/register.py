@@ -29,8 +29,8 @@ from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.model_card import model_description, version_card
 from liversynth.tracking.registry import CHAMPION, UnitMember, alias_version, challenge_champion, register_unit
 from liversynth.tracking.runs import reopened_run
-from liversynth.training.essnet import load_generator
-from liversynth.training.unet import load_unet
+from liversynth.models.generator import load_generator
+from liversynth.models.unet import load_unet
 from liversynth.utils.files import write_json
 from liversynth.utils.hashing import fingerprint
 

@@ -1,6 +1,6 @@
 """Stage `study` (study/dvc.yaml, `make study`): the full design at several numbers of labelled real MRI
 patients (`study.labelled_counts`). For each count, every arm is retrained over every U-Net seed, the
-synthetic arms on every generator seed of the default run's generators, with the settings tune_mix
+synthetic arms on every generator seed of the default run's generators, with the settings tuning
 chose at `unet.labelled_patients`; each comparison gets the same hierarchical interval as evaluate's.
 Writes reports/study/: metrics.json, the gain-versus-labelled-patients table (CSV) and its plot.
 
@@ -26,7 +26,7 @@ from liversynth.evaluation.scoring import score_models
 from liversynth.runtime.machine import machine_record
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import recorded_run
-from liversynth.training.cells import benchmark_cells
+from liversynth.training.unet_cells import arm_cells
 from liversynth.utils.files import write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
@@ -40,7 +40,7 @@ def _summarise(params: Params, models: list[dict], registered: bool) -> dict[str
     test, ct = SliceSet.load(paths.PREPARED / "mri_test"), SliceSet.load(paths.PREPARED / "ct_train")
     by_count: dict[str, Any] = {}
     for n in params.study.labelled_counts:
-        chosen = [m for m in models if m["labelled"] == n]
+        chosen = [m for m in models if m["labelled_patients"] == n]
         by_arm, _, _ = score_models(chosen, test, params.unet, ct)
         result = compare_arms(by_arm, params.evaluate, params.seed, registered)
         by_count[str(n)] = {"test": result["test"], **{k: v for k, v in result.items() if k.startswith("gain_")}}
@@ -54,7 +54,7 @@ def study_flow() -> dict:
     test_hash = split_sha256(paths.PREPARED / "mri_test")
     registered = check_test_split(params.evaluate, test_hash)
     cells = [c for n in params.study.labelled_counts
-             for c in benchmark_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds, n)]
+             for c in arm_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds, n)]
     key = fingerprint(params.section("unet"), params.section("study"), params.evaluate.seeds, params.essnet.seeds,
                       tune, lock_hash(paths.synthetic_root("essnet")), lock_hash(paths.PREPARED))
     start = lambda run_id: stage_run(params, "study", ("study", "unet"), run_id)  # noqa: E731

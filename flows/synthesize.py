@@ -15,10 +15,12 @@ from prefect import flow
 from flows.common import load_params, stage_run
 from liversynth import paths
 from liversynth.data.slice_set import SliceSet, translation_mri
-from liversynth.evaluation import plots
 from liversynth.synthesis.quality import cycle_metrics, histogram_wasserstein
 from liversynth.synthesis.translate import synthesize
-from liversynth.training.essnet import load_essnet, load_generator, variant_config
+from liversynth.models.essnet import load_essnet
+from liversynth.models.generator import load_generator
+from liversynth.training.essnet import variant_config
+from liversynth.utils import figures
 from liversynth.utils.files import write_json
 
 
@@ -46,7 +48,7 @@ def synthesize_flow(variant: str = "essnet") -> dict:
     with stage_run(params, "synthesize", ("synthesize",), variant=variant):
         mlflow.log_metrics(metrics)
         assert first is not None
-        grid = plots.image_grid({"CT": (ct.images, ct.labels),
+        grid = figures.image_grid({"CT": (ct.images, ct.labels),
                                  f"synthetic MRI ({variant}, seed {cfg.seeds[0]})": (first.images, first.labels),
                                  "real MRI": (labelled_real.images, labelled_real.labels)},
                                 paths.synthesis_grid(variant))

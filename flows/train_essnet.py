@@ -20,13 +20,14 @@ from flows.common import grid_map, load_params, stage_run, with_workers
 from liversynth import paths
 from liversynth.config import EssNetConfig, Params
 from liversynth.data.slice_set import SliceSet, translation_mri
-from liversynth.evaluation import plots
 from liversynth.synthesis.translate import synthesize
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
-from liversynth.training.cells import generator_cell
-from liversynth.training.essnet import LOSS_KEYS, load_generator, variant_config
+from liversynth.models.generator import load_generator
+from liversynth.training.essnet import LOSS_KEYS, variant_config
+from liversynth.training.generator_cells import generator_cell
 from liversynth.training.grid import Cell, run_grid
+from liversynth.utils import figures
 from liversynth.utils.files import write_csv
 from liversynth.utils.hashing import fingerprint
 
@@ -84,13 +85,13 @@ def _figures(history: list[dict], ct: SliceSet, mri: np.ndarray, params: Params,
     generator = load_generator(paths.generator_path(variant, seed), variant_config(params.essnet, variant))
     preview = ct.select(np.arange(len(ct)) % max(1, len(ct) // 4) == 0)
     fake = synthesize(generator, preview, params.synthesize.batch_size)
-    grid = plots.image_grid({"CT": (preview.images, preview.labels),
+    grid = figures.image_grid({"CT": (preview.images, preview.labels),
                              f"synthetic MRI (seed {seed})": (fake.images, fake.labels),
                              "real MRI": (mri[:: max(1, len(mri) // 4)], None)}, paths.variant_grid(variant))
     curves = {f"{k} seed {s}": ([r["step"] for r in history if r["seed"] == s],
                                 [r[k] for r in history if r["seed"] == s])
               for s in params.essnet.seeds for k in ("g_adv", "cycle", "seg", "d")}
-    loss = plots.curves(curves, paths.variant_losses(variant), f"{variant} losses")
+    loss = figures.curves(curves, paths.variant_losses(variant), f"{variant} losses")
     return [grid, loss]
 
 

@@ -1,4 +1,4 @@
-"""Stage `train_unet`: U-Nets per seed for every arm of liversynth.training.arms: real MRI only (with its
+"""Stage `train_unet`: U-Nets per seed for every arm of liversynth.data.arms: real MRI only (with its
 own tuned lr/steps), real + EssNet-synthetic MRI at the tuned ratio, and the controls (CycleGAN
 synthetic, raw CT, histogram-matched CT, synthetic only) with the mix's settings.
 
@@ -24,10 +24,10 @@ from prefect import flow
 from flows.common import grid_map, load_params, stage_run, with_workers
 from liversynth import paths
 from liversynth.config import Params
+from liversynth.data.arms import arm, unet_arms
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
-from liversynth.training.arms import arm, unet_arms
-from liversynth.training.cells import UNetCell, benchmark_cells, unet_cell, unet_data
+from liversynth.training.unet_cells import UNetCell, arm_cells, unet_cell, unet_data
 from liversynth.training.grid import Cell, run_grid
 from liversynth.utils.files import wide_means, write_csv, write_json
 from liversynth.utils.hashing import fingerprint
@@ -35,7 +35,7 @@ from liversynth.utils.hashing import fingerprint
 __all__ = ["log_unet_runs", "train_cells", "train_unet_flow"]
 
 CHECKPOINTS = paths.CHECKPOINTS / "unet"
-HISTORY_FIELDS = ["arm", "seed", "generator_seed", "labelled", "step", "train_loss", "val_iou", "val_dice"]
+HISTORY_FIELDS = ["arm", "seed", "generator_seed", "labelled_patients", "step", "train_loss", "val_iou", "val_dice"]
 
 
 def train_cells(params: Params, cells: list[UNetCell], out_dir: Path, checkpoints: Path) -> list[dict[str, Any]]:
@@ -60,7 +60,7 @@ def log_unet_runs(parent: mlflow.ActiveRun, stage: str, cells: list[UNetCell], r
                   for r in result["history"]]
         m["run_id"] = log_child_run(parent.info.run_id, f"unet[{cell.key}]", tags,
                                     {"arm": cell.arm, "ratio": cell.ratio, "seed": cell.seed,
-                                     "generator_seed": cell.generator_seed, "labelled_patients": cell.labelled,
+                                     "generator_seed": cell.generator_seed, "labelled_patients": cell.cfg.labelled_patients,
                                      **{f"unet.{k}": v for k, v in cell.cfg.model_dump().items()}},
                                     curves, {"val_iou": m["val_iou"]}, inside=lambda c=cell: inputs.log(c))
         models.append(m)
@@ -77,7 +77,7 @@ class _CellInputs:
 
     def log(self, cell: UNetCell) -> None:
         spec = arm(cell.arm)
-        key = (spec.source, spec.real, cell.generator_seed, cell.labelled)
+        key = (spec.source, spec.real, cell.generator_seed, cell.cfg.labelled_patients)
         if key not in self.loaded:
             self.loaded[key] = unet_data(cell)
         real, extra, val = self.loaded[key]
@@ -97,7 +97,7 @@ class _CellInputs:
 
 
 def history_rows(results: list[dict]) -> list[dict]:
-    return [{**{k: r["model"][k] for k in ("arm", "seed", "generator_seed", "labelled")}, **row}
+    return [{**{k: r["model"][k] for k in ("arm", "seed", "generator_seed", "labelled_patients")}, **row}
             for r in results for row in r["history"]]
 
 
@@ -105,8 +105,8 @@ def history_rows(results: list[dict]) -> list[dict]:
 def train_unet_flow() -> list[dict]:
     params = load_params()
     tune = json.loads(paths.TUNE_RESULT.read_text())
-    cells = benchmark_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds,
-                            params.unet.labelled_patients)
+    cells = arm_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds,
+                      params.unet.labelled_patients)
     synthetic_md5 = lock_hash(paths.synthetic_root("essnet"))
     key = fingerprint(params.section("unet"), params.evaluate.seeds, params.essnet.seeds, tune, synthetic_md5,
                       lock_hash(paths.PREPARED))

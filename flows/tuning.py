@@ -1,4 +1,4 @@
-"""Stage `tune_mix`: Optuna picks, on the real-MRI validation split, the synthetic-to-real mixing ratio and
+"""Stage `tuning`: Optuna picks, on the real-MRI validation split, the synthetic-to-real mixing ratio and
 learning rate of the mix, and the learning rate and steps of the real-only baseline, with the same
 number of trials for each (params.yaml `tune:`).
 
@@ -22,13 +22,14 @@ from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, first_patients
 from liversynth.paths import CHECKPOINTS, PREPARED, TUNE_RESULT, TUNE_TRIALS, synthetic_dir
 from liversynth.tracking.runs import lineage_tags, setup_mlflow, stage_run
-from liversynth.training.mix_ratio_study import (Point, best_point, best_ratio, open_study, point_label, points,
-                                                 run_study, trial_checkpoint, trial_table)
+from liversynth.training.tuning import (Point, best_point, best_ratio, open_study, point_label, points, run_trials,
+                                        trial_checkpoint, trial_table)
 from liversynth.training.unet import train_unet
 from liversynth.utils.files import write_csv, write_json
 from liversynth.utils.hashing import code_fingerprint, fingerprint
+from liversynth.utils.imports import closure
 
-__all__ = ["study_name", "task_runner", "tune_mix_flow", "tune_worker"]
+__all__ = ["study_name", "task_runner", "trial_code", "tune_worker", "tuning_flow"]
 
 
 
@@ -40,16 +41,16 @@ def _synthetic(params: Params) -> Path:
 TRIAL_CHECKPOINTS = CHECKPOINTS / "tune"
 
 
-# The code a trial's result depends on: a change to any of it starts a new study, never reusing old trials.
-_TRIAL_CODE = tuple(Path(p) for p in ("src/liversynth/training", "src/liversynth/models", "src/liversynth/inference",
-                                      "src/liversynth/runtime", "src/liversynth/evaluation/metrics.py",
-                                      "src/liversynth/config.py", "flows/tune_mix.py"))
+def trial_code() -> list[Path]:
+    """The code a trial's result depends on: every file this stage's command may run, the same closure
+    tests/test_dag.py checks dvc.yaml's deps against. A change to any of it starts a new study."""
+    return sorted(closure(Path("."), "flows.tuning"))
 
 
 def study_name(params: Params) -> str:
     """Trials are only comparable for the same data, U-Net, grid, runtime and code: key the study on all."""
-    return "tune_mix-" + fingerprint(params.section("unet"), params.section("tune"), params.seed,
-                                     params.section("runtime"), code_fingerprint(*_TRIAL_CODE),
+    return "tuning-" + fingerprint(params.section("unet"), params.section("tune"), params.seed,
+                                     params.section("runtime"), code_fingerprint(*trial_code()),
                                      _synthetic(params) / "images.npy", PREPARED / "mri_train/images.npy",
                                      PREPARED / "mri_val/labels.npy")
 
@@ -77,7 +78,7 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -
         cfg = params.unet.model_copy(update={k: (int(v) if k == "steps" else float(v))
                                              for k, v in point.items() if k in ("lr", "steps")})
         with mlflow.start_run(run_name=f"trial[{point_label(point)}]", nested=True, parent_run_id=parent_run_id,
-                              tags={**lineage_tags(params, "tune_mix"), "kind": "unet", "arm": "trial"}):
+                              tags={**lineage_tags(params, "tuning"), "kind": "unet", "arm": "trial"}):
             mlflow.log_params({**point, "seed": params.tune.seed, "trial": trial.number})
             result = train_unet(real, synthetic if ratio > 0 else None, ratio, cfg, seed=params.tune.seed, val=val,
                                 checkpoint=trial_checkpoint(TRIAL_CHECKPOINTS, study.study_name, point),
@@ -89,7 +90,7 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -
             trial.set_user_attr("val_dice", val_dice)
             return result.best_val_iou
 
-    run_study(study, objective, n_trials)
+    run_trials(study, objective, n_trials)
     return study.study_name
 
 
@@ -108,12 +109,12 @@ def _result(study: optuna.Study, params: Params) -> dict:
             "baseline_val_iou": val["baseline"], "mix": mix, "baseline": baseline, "trials": rows}
 
 
-@flow(name="tune_mix")
-def tune_mix_flow() -> dict:
+@flow(name="tuning")
+def tuning_flow() -> dict:
     params = load_params()
     workers = worker_count(params)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with stage_run(params, "tune_mix", ("unet", "tune")) as run:
+    with stage_run(params, "tuning", ("unet", "tune")) as run:
         limit = int(os.environ["LIVERSYNTH_TRIALS"]) if "LIVERSYNTH_TRIALS" in os.environ else None
         # Queue the grid here, once, before any worker starts (workers re-check it, harmlessly).
         name = open_study(params.tune.storage, study_name(params), grid_points(params), params.tune.seed).study_name
@@ -134,4 +135,4 @@ def tune_mix_flow() -> dict:
 
 
 if __name__ == "__main__":
-    with_workers(tune_mix_flow, load_params())()
+    with_workers(tuning_flow, load_params())()

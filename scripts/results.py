@@ -1,8 +1,8 @@
 """`make results`: rewrite README.md's generated blocks from the committed artifacts.
 
-    python -m flows.results           # rewrite
-    python -m flows.results --check   # exit 1 if README.md differs from what would be written
-    python -m flows.results --record-run START   # `make run`: note its wall time, if it made metrics.json
+    python -m scripts.results           # rewrite
+    python -m scripts.results --check   # exit 1 if README.md differs from what would be written
+    python -m scripts.results --record-run START   # `make run`: note its wall time, if it made metrics.json
 """
 from __future__ import annotations
 

@@ -146,7 +146,7 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory, prefect_api: str):
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "copy"], repo, env)
-    run([sys.executable, "-m", "flows.generate_data"], repo, env)
+    run([sys.executable, "-m", "scripts.generate_data"], repo, env)
     run(["scripts/track_raw_data.sh"], repo, env)
     first = run(["dvc", "repro"], repo, env)
     return repo, env, first

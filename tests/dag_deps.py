@@ -1,60 +1,19 @@
-"""Static analysis for the DAG tests: which repository files a stage's command imports, and which
-params.yaml keys its code reads. Imports anywhere in a module count (also lazy ones inside functions):
-the stage may run them."""
+"""Static analysis for the DAG tests: which repository files a stage's command imports (the library's
+liversynth.utils.imports.closure, which the tuning stage keys its trials on too), and which params.yaml
+keys its code reads."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 from liversynth.config import Params
+from liversynth.utils.imports import closure, imported_modules, module_file
 
-ROOTS = {"liversynth": Path("src/liversynth"), "flows": Path("flows")}
+__all__ = ["closure", "covered", "imported_modules", "module_file", "params_covered", "params_read"]
+
 # Tracking-only: where runs are logged, not what a stage computes; a new tracking URI reruns nothing.
 UNTRACKED_SECTIONS = {"mlflow"}
 SECTIONS = {f.alias or name for name, f in Params.model_fields.items()}
-
-
-def module_file(repo: Path, module: str) -> Path | None:
-    top, *rest = module.split(".")
-    if top not in ROOTS:
-        return None
-    base = repo / ROOTS[top] / Path(*rest) if rest else repo / ROOTS[top]
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _parents(module: str) -> list[str]:
-    parts = module.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def imported_modules(tree: ast.AST, top_level_only: bool = False) -> set[str]:
-    nodes = tree.body if top_level_only and isinstance(tree, ast.Module) else list(ast.walk(tree))
-    out: set[str] = set()
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
-            out |= {f"{node.module}.{a.name}" for a in node.names}  # `from pkg import submodule`
-    return out
-
-
-def closure(repo: Path, entry: str) -> set[Path]:
-    """Repository files that `python -m entry` may execute (with every package __init__ on the way)."""
-    seen: set[Path] = set()
-    todo = [entry, *_parents(entry)]
-    while todo:
-        module = todo.pop()
-        path = module_file(repo, module)
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        for imported in imported_modules(ast.parse(path.read_text())):
-            todo += [imported, *_parents(imported)]
-    return {p.relative_to(repo) for p in seen}
 
 
 def params_read(files: set[Path], repo: Path) -> set[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmarks.unet_ensemble import member_batches, train_unet_ensemble
 from liversynth.config import UNetConfig
-from liversynth.training.ensemble import member_batches, train_unet_ensemble
 from liversynth.training.unet import MixedSampler, augment, train_unet
 from tests.conftest import blob_slices
 

@@ -8,12 +8,15 @@ import pytest
 import torch
 
 from liversynth.config import EssNetConfig
-from liversynth.models import EssNet, ImagePool, PatchDiscriminator, ResnetGenerator
+from liversynth.models.discriminator import PatchDiscriminator
+from liversynth.models.essnet import EssNet, ImagePool
+from liversynth.models.generator import ResnetGenerator
 from liversynth.data.slice_set import SliceSet
 from liversynth.synthesis.quality import cycle_metrics, histogram_wasserstein
 from liversynth.synthesis.translate import synthesize
-from liversynth.training.checkpoint import save_weights
-from liversynth.training.essnet import load_generator, train_essnet
+from liversynth.models.weights import save_weights
+from liversynth.models.generator import load_generator
+from liversynth.training.essnet import train_essnet
 
 CPU = torch.device("cpu")
 TINY = EssNetConfig(

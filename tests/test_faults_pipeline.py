@@ -1,6 +1,6 @@
 """Fault matrix, pipeline: a kill ladder. One tiny pipeline (a temporary git copy, real DVC, MLflow sqlite,
 Prefect) is started as `make run` starts it, `scripts/with_prefect_api.sh dvc repro`, and its whole process
-group is killed with SIGKILL during train_essnet, synthesize, tune_mix, train_unet, evaluate and register in
+group is killed with SIGKILL during train_essnet, synthesize, tuning, train_unet, evaluate and register in
 turn, each rerun going one stage further; then a rerun completes (while a second `dvc repro` is refused on
 DVC's lock). Training must resume from its checkpoint, nothing may be left RUNNING, nothing half-registered,
 no process behind, and `dvc status` clean.
@@ -33,9 +33,9 @@ LIVE_PREFECT = ("RUNNING", "PENDING", "SCHEDULED", "CANCELLING")
 # (stage, Prefect server, what must have happened before the kill): "own" is the helper server that
 # with_prefect_api.sh starts for that repro, "shared" the one started once for all later repros.
 LADDER = (("train_essnet", "own", "checkpoint"), ("synthesize", "shared", "mlflow run"),
-          ("tune_mix", "shared", "checkpoint"), ("train_unet", "shared", "checkpoint"),
+          ("tuning", "shared", "checkpoint"), ("train_unet", "shared", "checkpoint"),
           ("evaluate", "shared", "mlflow run"), ("register", "shared", "model version"))
-TOTAL_STEPS = {"train_essnet": "essnet", "tune_mix": "unet", "train_unet": "unet"}  # params section with `steps`
+TOTAL_STEPS = {"train_essnet": "essnet", "tuning": "unet", "train_unet": "unet"}  # params section with `steps`
 
 
 def teardown_module() -> None:
@@ -141,7 +141,7 @@ def ladder(tmp_path_factory: pytest.TempPathFactory):
     for name in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
         env.pop(name, None)  # the helper server of with_prefect_api.sh, the copy's own MLflow store
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"],
-                [sys.executable, "-m", "flows.generate_data"], ["scripts/track_raw_data.sh"]):
+                [sys.executable, "-m", "scripts.generate_data"], ["scripts/track_raw_data.sh"]):
         run(cmd, repo, env)
     kills: dict[str, dict] = {}
     server, shared, spare = None, env, frozenset[int]()

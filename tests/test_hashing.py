@@ -17,10 +17,14 @@ def test_code_fingerprint_changes_with_any_source_file(tmp_path: Path, monkeypat
     assert code_fingerprint(Path("pkg"), Path("b.py")) != first
 
 
-def test_study_name_includes_the_training_code(monkeypatch) -> None:
-    import flows.tune_mix as tune
+def test_trial_code_is_the_stage_closure(monkeypatch) -> None:
+    import flows.tuning as tuning
+    from liversynth.utils.imports import closure
     from tests.conftest import REPO
 
-    assert Path("src/liversynth/training") in tune._TRIAL_CODE
     monkeypatch.chdir(REPO)
-    assert all((REPO / p).exists() for p in tune._TRIAL_CODE)
+    code = tuning.trial_code()
+    assert set(code) == closure(REPO, "flows.tuning")
+    assert {Path("flows/tuning.py"), Path("src/liversynth/training/unet.py"),
+            Path("src/liversynth/models/predict.py")} <= set(code)
+    assert all((REPO / p).is_file() for p in code)

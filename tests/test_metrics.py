@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from liversynth.evaluation.metrics import paired_bootstrap, segmentation_scores
+from liversynth.evaluation.metrics import paired_bootstrap
+from liversynth.models.predict import segmentation_scores
 
 
 def test_scores_known_overlap():

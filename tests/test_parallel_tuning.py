@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from liversynth.training.mix_ratio_study import open_study, remaining_trials, run_study, trial_table
+from liversynth.training.tuning import open_study, remaining_trials, run_trials, trial_table
 
 RATIOS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0)
 
@@ -30,7 +30,7 @@ def _objective(point: dict, trial: optuna.Trial) -> float:
 def _worker(storage: str, name: str, barrier) -> None:
     barrier.wait()  # both open (and enqueue) at the same moment: the worst case for duplicates
     study = open_study(storage, name, RATIOS, seed=0)
-    run_study(study, _objective)
+    run_trials(study, _objective)
 
 
 def _completed(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -71,15 +71,15 @@ def test_a_dead_workers_trial_is_queued_again(tmp_path: Path) -> None:
     stale_ratio = stale.suggest_float("ratio", 0.0, 1.0)
     again = open_study(storage, "study", (0.0, 1.0), seed=0)  # a new run marks it failed, re-queues
     assert again.trials[stale.number].state == TrialState.FAIL
-    run_study(again, _objective)
+    run_trials(again, _objective)
     assert sorted(t.params["ratio"] for t in again.get_trials(states=(TrialState.COMPLETE,))) == [0.0, 1.0]
     assert stale_ratio in (0.0, 1.0)
 
 
 def test_completed_trials_are_reused(tmp_path: Path) -> None:
     storage = str(tmp_path / "journal.log")
-    run_study(open_study(storage, "study", (0.0, 1.0), seed=0), _objective)
-    study = run_study(open_study(storage, "study", (0.0, 1.0), seed=0), _objective)
+    run_trials(open_study(storage, "study", (0.0, 1.0), seed=0), _objective)
+    study = run_trials(open_study(storage, "study", (0.0, 1.0), seed=0), _objective)
     assert len(study.trials) == 2
 
 
@@ -104,7 +104,7 @@ def test_the_flow_picks_the_requested_engine(monkeypatch) -> None:
 def test_the_baseline_gets_as_many_trials_as_the_mix(tmp_path: Path) -> None:
     """Grid of the mix (ratio x lr) and of the baseline (lr x its own steps): same size, each run once;
     the best of each side is chosen on its own."""
-    from liversynth.training.mix_ratio_study import best_point, points
+    from liversynth.training.tuning import best_point, points
 
     grid = points((0.0, 1.0, 3.0), (5e-4, 1e-3), (500, 1000), steps=500)
     mix, base = [p for p in grid if p["ratio"] > 0], [p for p in grid if p["ratio"] == 0]
@@ -113,7 +113,7 @@ def test_the_baseline_gets_as_many_trials_as_the_mix(tmp_path: Path) -> None:
     def objective(point: dict, trial: optuna.Trial) -> float:
         return point["lr"] * 1000 + point["steps"] / 1e4 - point["ratio"] / 10
 
-    study = run_study(open_study(str(tmp_path / "j.log"), "s", grid, seed=0), objective)
+    study = run_trials(open_study(str(tmp_path / "j.log"), "s", grid, seed=0), objective)
     assert len(trial_table(study)) == 8
     assert best_point(study, baseline=True) == {"ratio": 0.0, "lr": 1e-3, "steps": 1000.0}
     assert best_point(study, baseline=False) == {"ratio": 1.0, "lr": 1e-3, "steps": 500.0}

@@ -14,7 +14,7 @@ import yaml
 
 from tests.conftest import run
 
-STAGES = ["prepare", "validate", "train_essnet", "synthesize@essnet", "synthesize@cyclegan", "tune_mix", "train_unet",
+STAGES = ["prepare", "validate", "train_essnet", "synthesize@essnet", "synthesize@cyclegan", "tuning", "train_unet",
           "evaluate", "register", "segment_demo"]
 
 
@@ -126,13 +126,13 @@ def test_a_changed_param_reruns_only_its_stages_and_a_revert_restores_from_the_r
     params["unet"]["steps"] = 9
     params_file.write_text(yaml.safe_dump(params))
     out = run(["dvc", "repro", "train_unet"], repo, env).stdout
-    assert set(re.findall(r"Running stage '([^']+)'", out)) == {"tune_mix", "train_unet"}, out
+    assert set(re.findall(r"Running stage '([^']+)'", out)) == {"tuning", "train_unet"}, out
     assert "didn't change" in out and "Stage 'train_essnet' didn't change" in out, out
 
     params_file.write_text(original)  # back to tiny_params' value, run before
     out = run(["dvc", "repro", "train_unet"], repo, env).stdout
     assert "Stage 'train_unet' is cached - skipping run" in out, out
-    assert "Stage 'tune_mix' is cached - skipping run" in out, out
+    assert "Stage 'tuning' is cached - skipping run" in out, out
     assert "Running stage" not in out, out
     # The rest catch up (the forced retrain above gave models.json new run ids): no training reruns.
     out = run(["dvc", "repro"], repo, env).stdout

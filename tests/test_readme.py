@@ -24,7 +24,7 @@ def _outside_blocks(text: str) -> str:
 
 def test_generated_blocks_match_the_artifacts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
-    from flows.results import generated_readme
+    from scripts.results import generated_readme
 
     assert {"results", "benchmarks", "study", "reproducibility"} <= set(block_names(README))
     assert generated_readme(README) == README, "README.md is out of date: run `make results`"

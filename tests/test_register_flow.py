@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from liversynth.config import Params
 from liversynth.models.generator import ResnetGenerator
 from liversynth.models.unet import build_unet
-from liversynth.training.checkpoint import save_weights
+from liversynth.models.weights import save_weights
 from tests.conftest import REPO, blob_slices
 
 GAIN = {"mean": 0.02, "ci_low": 0.004, "ci_high": 0.03, "n": 2}

@@ -158,7 +158,7 @@ def slow_train(*args, on_eval=None, **kwargs):
             on_eval(step, row)
         time.sleep(1.0)
     return train(*args, on_eval=pause, **kwargs)
-unet.train_unet = slow_train  # liversynth.training.cells imports it when a cell trains
+unet.train_unet = slow_train  # liversynth.training.unet_cells imports it when a cell trains
 stage.train_unet_flow.fn()
 """
 
@@ -215,8 +215,8 @@ def test_stale_running_runs_are_marked_failed_live_ones_kept(tmp_path, mlflow_st
     child = client.create_run(experiment, tags={"stage": "train_essnet", "mlflow.parentRunId": dead.info.run_id})
     alive = client.create_run(experiment, tags={"stage": "train_essnet", OWNER_TAG: f"{host}:{os.getpid()}"})
     resumed = client.create_run(experiment, tags={"stage": "train_essnet", OWNER_TAG: f"{host}:{gone.pid}"})
-    other_stage = client.create_run(experiment, tags={"stage": "tune_mix", OWNER_TAG: f"{host}:{gone.pid}"})
-    other_host = client.create_run(experiment, tags={"stage": "tune_mix", OWNER_TAG: f"elsewhere:{gone.pid}"})
+    other_stage = client.create_run(experiment, tags={"stage": "tuning", OWNER_TAG: f"{host}:{gone.pid}"})
+    other_host = client.create_run(experiment, tags={"stage": "tuning", OWNER_TAG: f"elsewhere:{gone.pid}"})
 
     closed = close_stale_runs(experiment, keep=resumed.info.run_id)
     assert closed == sorted([dead.info.run_id, child.info.run_id, other_stage.info.run_id])

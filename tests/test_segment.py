@@ -2,9 +2,10 @@ import numpy as np
 import torch
 
 from liversynth.config import UNetConfig
-from liversynth.inference.predict import predict
-from liversynth.training.checkpoint import save_weights
-from liversynth.training.unet import MixedSampler, augment, load_unet, train_unet
+from liversynth.models.predict import predict
+from liversynth.models.weights import save_weights
+from liversynth.models.unet import load_unet
+from liversynth.training.unet import MixedSampler, augment, train_unet
 from tests.conftest import blob_slices
 
 TINY = UNetConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, steps=60, batch_size=8,

@@ -15,8 +15,11 @@ import numpy as np
 
 from liversynth.utils.files import write_atomic_dir
 
-__all__ = ["SPLITS", "SliceSet", "first_patients", "split_sha256", "translation_mri"]
+__all__ = ["BODY_THRESHOLD", "SPLITS", "SliceSet", "first_patients", "split_sha256", "translation_mri"]
 
+# Prepared images put background at exactly -1; anything above this is body (synthesis quality and
+# the histogram-matched control both look at body pixels only).
+BODY_THRESHOLD = -0.99
 SPLITS = ("ct_train", "mri_train", "mri_unlabelled", "mri_val", "mri_test")
 
 

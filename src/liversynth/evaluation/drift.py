@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from liversynth.data.slice_set import SliceSet
-from liversynth.inference.predict import predict
+from liversynth.models.predict import predict
 
 __all__ = ["anatomy_drift"]
 

@@ -66,7 +66,7 @@ def render_results(metrics: dict[str, Any], tune: dict[str, Any], make_run: dict
 
 
 def _tuning_line(metrics: dict[str, Any], tune: dict[str, Any]) -> str:
-    """What tune_mix chose on the real-MRI validation split, for the mix and for the baseline."""
+    """What tuning chose on the real-MRI validation split, for the mix and for the baseline."""
     mix, base = tune.get("mix"), tune.get("baseline")
     if not (mix and base):
         trials = ", ".join(f"ratio {t['ratio']:g}: {t['val_iou']:.4f}" for t in tune.get("trials", []))

@@ -10,7 +10,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from liversynth.training.arms import arm_labels
+from liversynth.data.arms import arm_labels
 
 __all__ = [
     "ARM_NAMES", "COMPARISON_HEADER", "PAPER_NOTE", "SCORE_COLUMNS", "SCORE_HEADER", "headline",

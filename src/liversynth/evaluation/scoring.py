@@ -9,9 +9,8 @@ from liversynth.config import UNetConfig
 from liversynth.data.slice_set import SliceSet
 from liversynth.evaluation.atlas import atlas_predict, ct_label_atlas
 from liversynth.evaluation.comparison import Run, per_patient_rows
-from liversynth.evaluation.metrics import segmentation_scores
-from liversynth.inference.predict import predict
-from liversynth.training.unet import load_unet
+from liversynth.models.predict import predict, segmentation_scores
+from liversynth.models.unet import load_unet
 
 __all__ = ["score_models"]
 

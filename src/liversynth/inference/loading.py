@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from liversynth.inference.spec import ModelSpec
-from liversynth.training.checkpoint import load_weights
+from liversynth.models.weights import load_weights
 
 __all__ = ["LoadedModel", "ModelLoadError", "SPEC_FILE", "WEIGHTS_FILE", "load_model_dir", "load_registered",
            "resolve_version"]

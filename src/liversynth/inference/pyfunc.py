@@ -29,7 +29,7 @@ from liversynth.config import PrepareConfig
 from liversynth.inference.apply import segment_slices, translate_slices
 from liversynth.inference.loading import SPEC_FILE, WEIGHTS_FILE
 from liversynth.inference.spec import ModelSpec
-from liversynth.training.checkpoint import load_weights, save_weights
+from liversynth.models.weights import load_weights, save_weights
 
 __all__ = ["ENTRY_FILE", "LiversynthModel", "log_pyfunc", "predict_slices", "raw_like"]
 

@@ -1,7 +1,4 @@
-"""Models: the networks (CycleGAN ResNet generator, PatchGAN discriminator, EssNet, and the U-Net builder)."""
-from liversynth.models.discriminator import PatchDiscriminator
-from liversynth.models.essnet import EssNet, GeneratorLosses, ImagePool
-from liversynth.models.generator import ResnetGenerator
-from liversynth.models.unet import build_unet
-
-__all__ = ["EssNet", "GeneratorLosses", "ImagePool", "PatchDiscriminator", "ResnetGenerator", "build_unet"]
+"""Models: the networks (CycleGAN ResNet generator, PatchGAN discriminator, EssNet, the U-Net builder),
+their weights on disk and their loaders, and prediction. Import the module you need
+(liversynth.models.generator, ...): a package-level import would pull MONAI and the U-Net into code,
+and DVC deps, that use only the generator."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +19,9 @@ from torch import Tensor, nn
 from liversynth.config import EssNetConfig
 from liversynth.models.discriminator import PatchDiscriminator
 from liversynth.models.generator import ResnetGenerator
+from liversynth.models.weights import load_weights
 
-__all__ = ["EssNet", "GeneratorLosses", "ImagePool", "make_optimizers"]
+__all__ = ["EssNet", "GeneratorLosses", "ImagePool", "load_essnet", "make_optimizers"]
 
 
 class ImagePool:
@@ -144,3 +146,10 @@ def make_optimizers(model: EssNet, cfg: EssNetConfig) -> tuple[torch.optim.Adam,
         torch.optim.Adam(model.generator_parameters(), lr=cfg.lr, betas=betas),
         torch.optim.Adam(model.discriminator_parameters(), lr=cfg.lr, betas=betas),
     )
+
+
+def load_essnet(path: Path, cfg: EssNetConfig, device: torch.device | None = None) -> EssNet:
+    """A whole EssNet (both generators, discriminators, segmenter) written by `save_weights`."""
+    model = load_weights(EssNet(cfg), path, device)
+    assert isinstance(model, EssNet)
+    return model

@@ -5,9 +5,15 @@ c7s1-ngf, d2ngf, d4ngf, n_blocks x R4ngf, u2ngf, ungf, c7s1-out, tanh.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from torch import Tensor, nn
 
-__all__ = ["ResidualBlock", "ResnetGenerator"]
+from liversynth.config import EssNetConfig
+from liversynth.models.weights import load_weights
+
+__all__ = ["ResidualBlock", "ResnetGenerator", "load_generator"]
 
 
 class ResidualBlock(nn.Module):
@@ -57,3 +63,10 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+def load_generator(path: Path, cfg: EssNetConfig, device: torch.device | None = None) -> ResnetGenerator:
+    """A CT->MRI generator written by `save_weights` (1 channel in and out)."""
+    generator = load_weights(ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks), path, device)
+    assert isinstance(generator, ResnetGenerator)
+    return generator

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from liversynth.data.slice_set import SliceSet
-from liversynth.synthesis.quality import BODY_THRESHOLD
+from liversynth.data.slice_set import BODY_THRESHOLD, SliceSet
 
 __all__ = ["histogram_matched", "quantiles"]
 

@@ -8,17 +8,14 @@ from monai.metrics import SSIMMetric
 from scipy.stats import wasserstein_distance
 from torch import nn
 
-from liversynth.data.slice_set import SliceSet
-from liversynth.evaluation.metrics import segmentation_scores
-from liversynth.inference.predict import predict
+from liversynth.data.slice_set import BODY_THRESHOLD, SliceSet
+from liversynth.models.predict import predict, segmentation_scores
 from liversynth.models.essnet import EssNet
 from liversynth.runtime.device import pick_device
 from liversynth.synthesis.translate import batches, translate
 
-__all__ = ["BODY_THRESHOLD", "cycle_metrics", "histogram_wasserstein", "segmentation_consistency"]
+__all__ = ["cycle_metrics", "histogram_wasserstein", "segmentation_consistency"]
 
-# Prepared images put background at exactly -1; anything above this is treated as body.
-BODY_THRESHOLD = -0.99
 _DATA_RANGE = 2.0  # images live in [-1, 1]
 
 

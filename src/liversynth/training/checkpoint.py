@@ -1,8 +1,8 @@
-"""Training state on disk: checkpoints and weights, written atomically, read with `weights_only=True`."""
+"""Training state on disk: resumable checkpoints, written atomically, read with `weights_only=True`
+(finished weights: liversynth.models.weights)."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import pickle
 from collections.abc import Iterable
@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from liversynth.utils.files import write_atomic_file
+from liversynth.models.weights import save_torch
 from liversynth.utils.hashing import array_sample_digest
 
-__all__ = ["load_checkpoint", "load_weights", "save_checkpoint", "save_weights", "training_fingerprint"]
+__all__ = ["load_checkpoint", "save_checkpoint", "training_fingerprint"]
 
 
 def training_fingerprint(config: dict[str, Any], seed: int, arrays: Iterable[np.ndarray], **extra: Any) -> str:
@@ -39,23 +38,5 @@ def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict[
     return state if isinstance(state, dict) and state.get("fingerprint") == fingerprint else None
 
 
-def _save(path: Path, obj: Any) -> None:
-    """torch.save into memory, then one durable atomic write: a kill never leaves half a file."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_atomic_file(Path(path), buf.getvalue())
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    _save(path, state)
-
-
-def save_weights(module: nn.Module, path: Path) -> None:
-    """A module's weights as a CPU state_dict (the only weights format liversynth writes)."""
-    _save(path, {k: v.detach().cpu() for k, v in module.state_dict().items()})
-
-
-def load_weights(module: nn.Module, path: Path, device: torch.device | None = None) -> nn.Module:
-    """Load `save_weights` output into `module` (never unpickles code), move it to `device`, eval mode."""
-    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return module.to(device or torch.device("cpu")).eval()
+    save_torch(path, state)

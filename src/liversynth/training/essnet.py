@@ -20,14 +20,12 @@ from torch import nn
 from liversynth.config import EssNetConfig
 from liversynth.data.slice_set import SliceSet
 from liversynth.models.essnet import EssNet, ImagePool, make_optimizers
-from liversynth.models.generator import ResnetGenerator
 from liversynth.paths import VARIANTS
 from liversynth.runtime.device import autocast, pick_device
-from liversynth.training.checkpoint import load_weights, training_fingerprint
+from liversynth.training.checkpoint import training_fingerprint
 from liversynth.training.loop import LoopPlan, restore, run_loop, save_state
 
-__all__ = ["LOSS_KEYS", "TrainResult", "fingerprint", "load_essnet", "load_generator", "train_essnet",
-           "variant_config"]
+__all__ = ["LOSS_KEYS", "TrainResult", "fingerprint", "train_essnet", "variant_config"]
 
 LOSS_KEYS = ("g_adv", "cycle", "seg", "d", "total")
 # Changing these does not change the trajectory up to a given step, so a checkpoint stays valid
@@ -164,14 +162,3 @@ def train_essnet(ct: SliceSet, mri_images: np.ndarray, cfg: EssNetConfig, *, see
     run.model.eval()
     return TrainResult(run.model, history, cfg.steps, start)
 
-
-def load_generator(path: Path, cfg: EssNetConfig, device: torch.device | None = None) -> ResnetGenerator:
-    generator = load_weights(ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks), path, device)
-    assert isinstance(generator, ResnetGenerator)
-    return generator
-
-
-def load_essnet(path: Path, cfg: EssNetConfig, device: torch.device | None = None) -> EssNet:
-    model = load_weights(EssNet(cfg), path, device)
-    assert isinstance(model, EssNet)
-    return model

@@ -28,7 +28,7 @@ from liversynth.utils.process import owner_alive, owner_id
 
 __all__ = ["Point", "best_point", "best_ratio", "fail_dead_trials", "grid", "open_storage", "open_study", "point_label",
            "points", "remaining_trials",
-           "run_study", "trial_checkpoint", "trial_table"]
+           "run_trials", "trial_checkpoint", "trial_table"]
 
 _LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 _WORKER_ATTR = "worker"  # "host:pid" of the process running a trial, to spot dead workers
@@ -91,7 +91,7 @@ def open_study(storage: str, name: str, grid_points: "tuple[float, ...] | list[P
     """Open (or create) the study and queue every grid point that has no live trial yet.
 
     `grid_points`: ratios (0 is added) or `points(...)`. Safe to call from every worker: a point queued
-    twice by a race is run once (see `run_study`).
+    twice by a race is run once (see `run_trials`).
     """
     study = optuna.create_study(study_name=name, storage=open_storage(storage),
                                 sampler=optuna.samplers.RandomSampler(seed=seed),
@@ -151,7 +151,7 @@ def _suggest(trial: optuna.Trial, grid_points: list[Point]) -> Point:
     return out
 
 
-def run_study(study: optuna.Study, objective: Callable[[Point, optuna.Trial], float],
+def run_trials(study: optuna.Study, objective: Callable[[Point, optuna.Trial], float],
               n_trials: int | None = None) -> optuna.Study:
     """Pop queued trials until the queue is empty (or n_trials have run in this process).
 

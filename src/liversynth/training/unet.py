@@ -28,14 +28,13 @@ from monai.networks.nets import UNet
 
 from liversynth.config import UNetConfig
 from liversynth.data.slice_set import SliceSet
-from liversynth.evaluation.metrics import segmentation_scores
-from liversynth.inference.predict import predict
+from liversynth.models.predict import predict, segmentation_scores
 from liversynth.models.unet import build_unet
 from liversynth.runtime.device import autocast, pick_device
-from liversynth.training.checkpoint import load_weights, training_fingerprint
+from liversynth.training.checkpoint import training_fingerprint
 from liversynth.training.loop import LoopPlan, restore, run_loop, save_state
 
-__all__ = ["MixedSampler", "UNetResult", "augment", "load_unet", "train_unet", "unet_fingerprint"]
+__all__ = ["MixedSampler", "UNetResult", "augment", "train_unet", "unet_fingerprint"]
 
 
 @dataclass
@@ -182,10 +181,4 @@ def unet_fingerprint(real: SliceSet, synthetic: SliceSet | None, ratio: float, c
     """Identity of one training (see training_fingerprint), ratio included."""
     arrays = [arr for part in (real, synthetic, val) if part is not None for arr in (part.images, part.labels)]
     return training_fingerprint(cfg.model_dump(), seed, arrays, ratio=float(ratio))
-
-
-def load_unet(path: Path, cfg: UNetConfig, device: torch.device | None = None) -> UNet:
-    model = load_weights(build_unet(cfg), path, device or pick_device())
-    assert isinstance(model, UNet)
-    return model
 

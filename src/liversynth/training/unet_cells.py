@@ -1,4 +1,4 @@
-"""The trainings of the grid as plain functions of names and numbers, so any task runner can send them
+"""The U-Net trainings of the grid (train_unet, study) as plain functions of names and numbers, so any task runner can send them
 to a worker process: each loads its inputs from the prepared data on disk, trains (resuming its own
 checkpoint), writes its weights and returns what the stage logs. Nothing here tracks or prints runs:
 tracking stays in the flow, outside the loops.
@@ -13,42 +13,30 @@ from pathlib import Path
 from typing import Any
 
 from liversynth import paths
-from liversynth.config import EssNetConfig, UNetConfig
+from liversynth.config import UNetConfig
+from liversynth.data.arms import arm, unet_arms
 from liversynth.data.slice_set import SliceSet, first_patients, translation_mri
-from liversynth.training.arms import arm, unet_arms
-from liversynth.training.checkpoint import save_weights
-from liversynth.training.essnet import train_essnet, variant_config
+from liversynth.models.weights import save_weights
 
-__all__ = ["UNetCell", "benchmark_cells", "generator_cell", "unet_cell", "unet_data"]
-
-
-def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]:
-    """Train one generator (variant, seed); weights to models/<variant>/seed<seed>/."""
-    ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
-    result = train_essnet(ct, mri, variant_config(cfg, variant), seed=seed,
-                          checkpoint=paths.essnet_checkpoint(variant, seed))
-    save_weights(result.model.g_ct2mri, paths.generator_path(variant, seed))
-    save_weights(result.model, paths.full_model_path(variant, seed))
-    return {"variant": variant, "seed": seed, "steps": result.steps_done, "resumed_from": result.resumed_from,
-            "history": result.history}
+__all__ = ["UNetCell", "arm_cells", "unet_cell", "unet_data"]
 
 
 @dataclass(frozen=True)
 class UNetCell:
     """One U-Net of the benchmark: an arm, its U-Net seed, the generator seed of its synthetic source
-    (None for arms without one), the mixing ratio, the config (tuned lr/steps) and labelled patients."""
+    (None for arms without one), the mixing ratio and the config (tuned lr/steps; its `labelled_patients` is the cell's number of
+    labelled real MRI patients, None for all)."""
 
     arm: str
     seed: int
     generator_seed: int | None
     ratio: float
     cfg: UNetConfig
-    labelled: int | None = None
 
     @property
     def key(self) -> str:
         gen = "" if self.generator_seed is None else f" gen={self.generator_seed}"
-        n = "" if self.labelled is None else f" n={self.labelled}"
+        n = "" if self.cfg.labelled_patients is None else f" n={self.cfg.labelled_patients}"
         return f"{self.arm} seed={self.seed}{gen}{n}"
 
     @property
@@ -59,7 +47,7 @@ class UNetCell:
 def unet_data(cell: UNetCell) -> tuple[SliceSet, SliceSet | None, SliceSet]:
     """(training slices, extra slices mixed in or None, validation slices) of a cell."""
     spec = arm(cell.arm)
-    real = first_patients(SliceSet.load(paths.PREPARED / "mri_train"), cell.labelled)
+    real = first_patients(SliceSet.load(paths.PREPARED / "mri_train"), cell.cfg.labelled_patients)
     val = SliceSet.load(paths.PREPARED / "mri_val")
     source: SliceSet | None = None
     if spec.source in paths.VARIANTS:
@@ -87,16 +75,17 @@ def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path) -> dict[str, 
     path = Path(out_dir) / f"{cell.file_stem}.pt"
     save_weights(result.model, path)
     record = {"arm": cell.arm, "seed": cell.seed, "generator_seed": cell.generator_seed, "ratio": cell.ratio,
-              "labelled": cell.labelled, "lr": cell.cfg.lr, "steps": cell.cfg.steps, "path": str(path),
+              "labelled_patients": cell.cfg.labelled_patients, "lr": cell.cfg.lr, "steps": cell.cfg.steps, "path": str(path),
               "val_iou": result.best_val_iou, "resumed_from": result.resumed_from, "key": cell.key}
     return {"model": record, "history": result.history}
 
 
-def benchmark_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int, ...],
-                    generator_seeds: tuple[int, ...], labelled: int | None) -> list[UNetCell]:
+def arm_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int, ...],
+              generator_seeds: tuple[int, ...], labelled_patients: int | None) -> list[UNetCell]:
     """Every arm x U-Net seed. The real-only baseline trains with its own tuned lr/steps, every other
     arm with the mix's (ratio, lr, steps) tuned for EssNet. U-Net seed i of an arm with a synthetic
     source trains on generator seed i (or the only one): each replicate redraws both randomnesses."""
+    cfg = cfg.model_copy(update={"labelled_patients": labelled_patients})
     mix = cfg.model_copy(update={"lr": float(tune.get("mix", {}).get("lr", cfg.lr)),
                                  "steps": int(tune.get("mix", {}).get("steps", cfg.steps))})
     base = cfg.model_copy(update={"lr": float(tune.get("baseline", {}).get("lr", cfg.lr)),
@@ -106,5 +95,5 @@ def benchmark_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int
     for i, seed in enumerate(unet_seeds):
         for spec, r in unet_arms(ratio).values():
             gen = generator_seeds[i % len(generator_seeds)] if spec.source in paths.VARIANTS else None
-            cells.append(UNetCell(spec.name, seed, gen, r, base if spec.name == "real_only" else mix, labelled))
+            cells.append(UNetCell(spec.name, seed, gen, r, base if spec.name == "real_only" else mix))
     return cells
