@@ -137,3 +137,15 @@ def test_no_import_cycle_in_the_package() -> None:
 
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_train_essnet_runs_no_unet_evaluation_or_quality_code() -> None:
+    """An edit to U-Net, evaluation or synthesis-quality code must not retrain the generators."""
+    files = {str(f) for f in closure(REPO, "flows.train_essnet")}
+    unet = {"src/liversynth/models/unet.py", "src/liversynth/training/unet.py", "src/liversynth/training/unet_cells.py"}
+    assert files & unet == set()
+    assert not any(f.startswith("src/liversynth/evaluation/") for f in files)
+    assert "src/liversynth/synthesis/quality.py" not in files
+    declared = set(_paths(DVC_YAML["stages"]["train_essnet"]["deps"]))
+    assert not any(d.startswith(("src/liversynth/evaluation", "src/liversynth/synthesis/quality"))
+                   or d in unet or d in ("src/liversynth/models", "src/liversynth/training") for d in declared)
