@@ -29,40 +29,41 @@ from liversynth.training.grid import Cell, MapFn, run_cell
 from liversynth.utils.prefect_runs import start_stage_flow_run
 from liversynth.utils.stage_errors import install_short_failures
 
-__all__ = ["PARAMS_PATH", "grid_map", "link_run", "load_params", "stage_run", "task_runner", "with_workers",
+__all__ = ["PARAMS_PATH", "grid_map", "link_run", "load_params", "start_stage", "task_runner", "with_workers",
            "worker_count"]
 
 PARAMS_PATH = Path(os.environ.get("LIVERSYNTH_PARAMS", "params.yaml"))
 
 
 def load_params() -> Params:
-    install_short_failures()  # a known failure (bad data, params, service) ends with its one-line reason
-    start_stage_flow_run()  # own this flow run; crash the ones killed processes left RUNNING
-    params = Params.from_yaml(PARAMS_PATH)
+    """params.yaml (or LIVERSYNTH_PARAMS), validated; nothing else happens."""
+    return Params.from_yaml(PARAMS_PATH)
+
+
+def start_stage() -> Params:
+    """What a stage flow (or a worker's task) does first: known failures (bad data, params, service)
+    end with their one-line reason, the Prefect flow run is owned and the dead ones crashed, and
+    params.yaml's `runtime:` (threads, determinism) is applied before any torch work."""
+    install_short_failures()
+    start_stage_flow_run()
+    params = load_params()
     apply_runtime(params.runtime)
     return params
 
 
-def link_run(run: Run, label: str) -> None:
-    """A Prefect link artifact to the MLflow run, when called inside a Prefect flow run."""
+def link_run(run: Run) -> None:
+    """A Prefect link artifact to the MLflow run, when called inside a Prefect flow run (pass it as
+    liversynth.tracking.runs.stage_run's `on_open`)."""
     from prefect.artifacts import create_link_artifact
     from prefect.context import FlowRunContext
 
     if FlowRunContext.get() is None:
         return
+    label = run.info.run_name or run.info.run_id
     key = re.sub(r"[^a-z0-9-]+", "-", f"mlflow-{label}".lower()).strip("-")
     text = label.replace("[", " (").replace("]", ")")  # brackets would end the markdown link text
     create_link_artifact(link=runs.run_url(run), link_text=f"MLflow run {text}", key=key,
                          description=f"The MLflow run of {label} (run id {run.info.run_id})")
-
-
-@contextlib.contextmanager
-def stage_run(params: Params, stage: str, sections: tuple[str, ...] = (), resume_run_id: str | None = None,
-              **kwargs: Any) -> Iterator[Run]:
-    """`liversynth.tracking.runs.stage_run`, plus the Prefect link artifact to the run."""
-    with runs.stage_run(params, stage, sections, resume_run_id, **kwargs) as run:
-        link_run(run, run.info.run_name or stage)
-        yield run
 
 
 def worker_count(params: Params) -> int:
@@ -100,7 +101,7 @@ def with_workers(stage_flow: Flow, params: Params) -> Flow:
 
 @task(name="train-cell", task_run_name="{cell.key}")
 def _grid_cell(cell: Cell) -> tuple[str, Any]:
-    load_params()  # a fresh worker process: threads and determinism before any torch work
+    start_stage()  # a fresh worker process: threads and determinism before any torch work
     return run_cell(cell)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 from prefect import flow
 
-from flows.common import load_params, stage_run
+from flows.common import link_run, start_stage
 from liversynth import paths
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, split_sha256
@@ -23,7 +23,7 @@ from liversynth.evaluation.intervals import hierarchical_gain
 from liversynth.evaluation.scoring import score_models
 from liversynth.runtime.machine import machine_record
 from liversynth.synthesis.quality import segmentation_consistency
-from liversynth.tracking.runs import log_pipeline_metrics
+from liversynth.tracking.runs import log_pipeline_metrics, stage_run
 from liversynth.models.unet import load_unet
 from liversynth.utils.figures import curves
 from liversynth.utils.files import wide_means, write_atomic_file, write_csv, write_json
@@ -66,14 +66,14 @@ def synthesis_summary(models: list[dict], params: Params) -> dict[str, Any]:
 
 @flow(name="evaluate")
 def evaluate_flow() -> dict:
-    params = load_params()
+    params = start_stage()
     models = json.loads(paths.UNET_MODELS.read_text())
     tune = json.loads(paths.TUNE_RESULT.read_text())
     test_dir = paths.PREPARED / "mri_test"
     test_hash = split_sha256(test_dir)
     registered = check_test_split(params.evaluate, test_hash)  # before any test result is computed
     test = SliceSet.load(test_dir)
-    with stage_run(params, "evaluate", ("evaluate",)):
+    with stage_run(params, "evaluate", ("evaluate",), on_open=link_run):
         by_arm, rows = score_and_log(models, test, params)
         result = compare_arms(by_arm, params.evaluate, params.seed, registered)
         synthesis = synthesis_summary(models, params)

@@ -6,16 +6,17 @@ from pathlib import Path
 import mlflow
 from prefect import flow
 
-from flows.common import load_params, stage_run
+from flows.common import link_run, start_stage
 from liversynth.data.prepare import prepare_dataset
 from liversynth.paths import PREPARED
+from liversynth.tracking.runs import stage_run
 
 
 @flow(name="prepare")
 def prepare_flow() -> dict:
-    params = load_params()
+    params = start_stage()
     manifest = prepare_dataset(params, Path(params.data.raw_dir), PREPARED)
-    with stage_run(params, "prepare", ("data", "prepare")):
+    with stage_run(params, "prepare", ("data", "prepare"), on_open=link_run):
         mlflow.log_metrics({f"slices_{k}": v["slices"] for k, v in manifest["splits"].items()})
         mlflow.log_metrics({f"patients_{k}": len(v["patients"]) for k, v in manifest["splits"].items()})
         mlflow.log_dict(manifest, "manifest.json")

@@ -18,7 +18,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
-from flows.common import load_params, stage_run
+from flows.common import link_run, start_stage
 from liversynth import paths
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet
@@ -28,7 +28,7 @@ from liversynth.inference.spec import ModelSpec
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.model_card import model_description, version_card
 from liversynth.tracking.registry import CHAMPION, UnitMember, alias_version, challenge_champion, register_unit
-from liversynth.tracking.runs import reopened_run
+from liversynth.tracking.runs import reopened_run, stage_run
 from liversynth.models.generator import load_generator
 from liversynth.models.unet import load_unet
 from liversynth.utils.files import write_json
@@ -90,7 +90,7 @@ def _in_run(run_id: str | None, log: Callable[[], str]) -> str:
 
 @flow(name="register")
 def register_flow() -> dict:
-    params = load_params()
+    params = start_stage()
     cfg, prep = params.register, params.prepare
     models = json.loads(paths.UNET_MODELS.read_text())
     metrics = json.loads(paths.METRICS.read_text())
@@ -104,7 +104,7 @@ def register_flow() -> dict:
              "ct2mri": ModelSpec.for_generator(prep, params.data.spacing_mm, params.essnet, **data)}
     unit = fingerprint(challenger["run_id"], Path(challenger["path"]),
                        paths.generator_path("essnet", _generator_seed(challenger, params)))
-    with stage_run(params, "register", ("register",), unit=unit) as run:
+    with stage_run(params, "register", ("register",), unit=unit, on_open=link_run) as run:
         client = MlflowClient()  # after stage_run: it points MLflow at the project's store
         ours = per_patient_iou(load_unet(challenger["path"], params.unet, torch.device("cpu")), test)
         training = {"training_run_id": challenger["run_id"], "ratio": f"{challenger['ratio']:g}",

@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 from prefect import flow
 
-from flows.common import load_params
+from flows.common import start_stage
 from liversynth import paths
 from liversynth.data.readers import reader_for
 from liversynth.inference.apply import segment_scan
@@ -22,7 +22,7 @@ from liversynth.utils.files import write_json
 
 @flow(name="segment_demo")
 def segment_demo_flow() -> dict:
-    params = load_params()
+    params = start_stage()
     data = params.data
     patient = json.loads((paths.PREPARED / "manifest.json").read_text())["splits"]["mri_test"]["patients"][0]
     reader = reader_for(data.dataset, mr_sequence=data.mr_sequence)

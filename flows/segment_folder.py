@@ -14,7 +14,7 @@ from pathlib import Path
 import mlflow
 from prefect import flow, get_run_logger
 
-from flows.common import load_params
+from flows.common import start_stage
 from liversynth.data.readers.base import RawDataError
 from liversynth.inference.batch import list_studies, output_for, segment_study
 from liversynth.inference.loading import load_registered
@@ -26,7 +26,7 @@ DEFAULT_MODEL = "models:/liversynth-unet@champion"
 
 @flow(name="segment_folder")
 def segment_folder_flow(in_dir: str, out_dir: str, model_uri: str = DEFAULT_MODEL, batch_size: int = 32) -> dict:
-    params = load_params()
+    params = start_stage()
     log = get_run_logger()
     studies = list_studies(Path(in_dir))
     start = time.perf_counter()

@@ -15,7 +15,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
-from flows.common import load_params, stage_run, with_workers
+from flows.common import link_run, load_params, start_stage, with_workers
 from flows.train_unet import log_unet_runs, train_cells
 from liversynth import paths
 from liversynth.config import Params
@@ -25,7 +25,7 @@ from liversynth.evaluation.comparison import check_test_split, compare_arms
 from liversynth.evaluation.scoring import score_models
 from liversynth.runtime.machine import machine_record
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.runs import recorded_run
+from liversynth.tracking.runs import recorded_run, stage_run
 from liversynth.training.unet_cells import arm_cells
 from liversynth.utils.files import write_csv, write_json
 from liversynth.utils.hashing import fingerprint
@@ -49,7 +49,7 @@ def _summarise(params: Params, models: list[dict], registered: bool) -> dict[str
 
 @flow(name="study")
 def study_flow() -> dict:
-    params = load_params()
+    params = start_stage()
     tune = json.loads(paths.TUNE_RESULT.read_text())
     test_hash = split_sha256(paths.PREPARED / "mri_test")
     registered = check_test_split(params.evaluate, test_hash)
@@ -57,7 +57,7 @@ def study_flow() -> dict:
              for c in arm_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds, n)]
     key = fingerprint(params.section("unet"), params.section("study"), params.evaluate.seeds, params.essnet.seeds,
                       tune, lock_hash(paths.synthetic_root("essnet")), lock_hash(paths.PREPARED))
-    start = lambda run_id: stage_run(params, "study", ("study", "unet"), run_id)  # noqa: E731
+    start = lambda run_id: stage_run(params, "study", ("study", "unet"), run_id, on_open=link_run)  # noqa: E731
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "study.mlflow_run", key, start) as parent:
         results = train_cells(params, cells, paths.STUDY_MODELS, CHECKPOINTS)

@@ -12,13 +12,14 @@ import mlflow
 import numpy as np
 from prefect import flow
 
-from flows.common import load_params, stage_run
+from flows.common import link_run, start_stage
 from liversynth import paths
 from liversynth.data.slice_set import SliceSet, translation_mri
 from liversynth.synthesis.quality import cycle_metrics, histogram_wasserstein
 from liversynth.synthesis.translate import synthesize
 from liversynth.models.essnet import load_essnet
 from liversynth.models.generator import load_generator
+from liversynth.tracking.runs import stage_run
 from liversynth.training.essnet import variant_config
 from liversynth.utils import figures
 from liversynth.utils.files import write_json
@@ -26,7 +27,7 @@ from liversynth.utils.files import write_json
 
 @flow(name="synthesize")
 def synthesize_flow(variant: str = "essnet") -> dict:
-    params = load_params()
+    params = start_stage()
     cfg = variant_config(params.essnet, variant)
     ct = SliceSet.load(paths.PREPARED / "ct_train")
     real = translation_mri(paths.PREPARED)
@@ -45,7 +46,7 @@ def synthesize_flow(variant: str = "essnet") -> dict:
     metrics = {k: float(np.mean([m[k] for m in per_seed.values()])) for k in next(iter(per_seed.values()))}
     metrics["wasserstein_ct_vs_real_mri"] = histogram_wasserstein(np.asarray(ct.images), real)
     labelled_real = SliceSet.load(paths.PREPARED / "mri_train")
-    with stage_run(params, "synthesize", ("synthesize",), variant=variant):
+    with stage_run(params, "synthesize", ("synthesize",), variant=variant, on_open=link_run):
         mlflow.log_metrics(metrics)
         assert first is not None
         grid = figures.image_grid({"CT": (ct.images, ct.labels),

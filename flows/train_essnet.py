@@ -16,13 +16,13 @@ import mlflow
 import numpy as np
 from prefect import flow
 
-from flows.common import grid_map, load_params, stage_run, with_workers
+from flows.common import grid_map, link_run, load_params, start_stage, with_workers
 from liversynth import paths
 from liversynth.config import EssNetConfig, Params
 from liversynth.data.slice_set import SliceSet, translation_mri
 from liversynth.synthesis.translate import synthesize
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
+from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run, stage_run
 from liversynth.models.generator import load_generator
 from liversynth.training.essnet import LOSS_KEYS, variant_config
 from liversynth.training.generator_cells import generator_cell
@@ -34,7 +34,7 @@ from liversynth.utils.hashing import fingerprint
 
 @flow(name="train_essnet")
 def train_essnet_flow() -> dict:
-    params = load_params()
+    params = start_stage()
     configs = {v: variant_config(params.essnet, v) for v in paths.VARIANTS}
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
     checkpoints = [paths.essnet_checkpoint(v, s) for v in paths.VARIANTS for s in params.essnet.seeds]
@@ -42,7 +42,7 @@ def train_essnet_flow() -> dict:
     key = fingerprint(params.essnet.model_dump(), params.seed, paths.VARIANTS, lock_hash(paths.PREPARED))
     record = paths.CHECKPOINTS / "train_essnet.mlflow_run"
     start = lambda run_id: stage_run(params, "train_essnet", ("essnet",), run_id,  # noqa: E731
-                                     system_metrics=True)
+                                     system_metrics=True, on_open=link_run)
     with recorded_run(record, key, start, resume=any(c.exists() for c in checkpoints)) as run:
         mlflow.log_params({"seed": params.seed, "n_ct_slices": len(ct), "n_mri_slices": len(mri),
                            "variants": ",".join(paths.VARIANTS)})

@@ -21,12 +21,12 @@ from typing import Any
 import mlflow
 from prefect import flow
 
-from flows.common import grid_map, load_params, stage_run, with_workers
+from flows.common import grid_map, link_run, load_params, start_stage, with_workers
 from liversynth import paths
 from liversynth.config import Params
 from liversynth.data.arms import arm, unet_arms
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
+from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run, stage_run
 from liversynth.training.unet_cells import UNetCell, arm_cells, unet_cell, unet_data
 from liversynth.training.grid import Cell, run_grid
 from liversynth.utils.files import wide_means, write_csv, write_json
@@ -103,14 +103,15 @@ def history_rows(results: list[dict]) -> list[dict]:
 
 @flow(name="train_unet")
 def train_unet_flow() -> list[dict]:
-    params = load_params()
+    params = start_stage()
     tune = json.loads(paths.TUNE_RESULT.read_text())
     cells = arm_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds,
                       params.unet.labelled_patients)
     synthetic_md5 = lock_hash(paths.synthetic_root("essnet"))
     key = fingerprint(params.section("unet"), params.evaluate.seeds, params.essnet.seeds, tune, synthetic_md5,
                       lock_hash(paths.PREPARED))
-    start = lambda run_id: stage_run(params, "train_unet", ("unet",), run_id, synthetic_md5=synthetic_md5)  # noqa: E731
+    start = lambda run_id: stage_run(params, "train_unet", ("unet",), run_id,  # noqa: E731
+                                     synthetic_md5=synthetic_md5, on_open=link_run)
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "train_unet.mlflow_run", key, start) as parent:
         results = train_cells(params, cells, paths.UNET_DIR, CHECKPOINTS)

@@ -17,7 +17,7 @@ import mlflow
 import optuna
 from prefect import flow, task
 
-from flows.common import load_params, task_runner, with_workers, worker_count
+from flows.common import load_params, start_stage, task_runner, with_workers, worker_count
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, first_patients
 from liversynth.paths import CHECKPOINTS, PREPARED, TUNE_RESULT, TUNE_TRIALS, synthetic_dir
@@ -67,7 +67,7 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -
     how many workers share the machine.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    params = load_params()
+    params = start_stage()
     setup_mlflow(params)  # a Dask or pool worker is a fresh interpreter: point it at the tracking store
     real = first_patients(SliceSet.load(PREPARED / "mri_train"), params.unet.labelled_patients)
     val, synthetic = SliceSet.load(PREPARED / "mri_val"), SliceSet.load(_synthetic(params))
@@ -111,7 +111,7 @@ def _result(study: optuna.Study, params: Params) -> dict:
 
 @flow(name="tuning")
 def tuning_flow() -> dict:
-    params = load_params()
+    params = start_stage()
     workers = worker_count(params)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with stage_run(params, "tuning", ("unet", "tune")) as run:

@@ -4,16 +4,17 @@ from __future__ import annotations
 import mlflow
 from prefect import flow
 
-from flows.common import load_params, stage_run
+from flows.common import link_run, start_stage
 from liversynth.data.validation import DataValidationError, validate_prepared
 from liversynth.paths import DATA_DOCS, PREPARED, VALIDATION
+from liversynth.tracking.runs import stage_run
 from liversynth.utils.files import write_json
 
 
 @flow(name="validate")
 def validate_flow() -> dict:
-    params = load_params()
-    with stage_run(params, "validate", ("validate",)):
+    params = start_stage()
+    with stage_run(params, "validate", ("validate",), on_open=link_run):
         try:
             report = validate_prepared(params, PREPARED, DATA_DOCS)
         except DataValidationError as err:

@@ -24,8 +24,9 @@ README = Path("README.md")
 def _machine() -> dict[str, str]:
     """The machine record as the stages made it: with params.yaml's runtime (threads, determinism) applied."""
     from flows.common import load_params
+    from liversynth.runtime.settings import apply_runtime
 
-    load_params()
+    apply_runtime(load_params().runtime)
     return machine_record()
 
 

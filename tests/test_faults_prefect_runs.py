@@ -90,7 +90,7 @@ def _dead_pid() -> int:
 
 @flow(name="validate")
 def _validate_start() -> list[str]:
-    """What every stage flow does first (flows.common.load_params): own its run, crash the dead ones."""
+    """What every stage flow does first (flows.common.start_stage): own its run, crash the dead ones."""
     return start_stage_flow_run()
 
 

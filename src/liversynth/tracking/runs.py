@@ -209,12 +209,15 @@ def reopened_run(run: Run) -> Iterator[mlflow.ActiveRun]:
 
 @contextlib.contextmanager
 def stage_run(params: Params, stage: str, sections: tuple[str, ...] = (), resume_run_id: str | None = None,
-              run_name: str | None = None, system_metrics: bool = False, **tags: str) -> Iterator[Run]:
+              run_name: str | None = None, system_metrics: bool = False,
+              on_open: Callable[[Run], None] | None = None, **tags: str) -> Iterator[Run]:
     """One MLflow run per stage run, tagged with code and data versions and the stage's params, and
     nested under its pipeline's run. Named `stage[variant]` when a variant tag is given.
 
     With `resume_run_id` (an interrupted training), that run is reopened instead of starting a new one.
     `system_metrics` samples CPU, memory (and GPU, with nvidia-ml-py) while the run is open.
+    `on_open(run)` runs once the run is open: a stage flow links it from its Prefect flow run there
+    (flows.common.link_run), which this library cannot do itself.
     """
     experiment_id = setup_mlflow(params)
     if resume_run_id:
@@ -230,6 +233,8 @@ def stage_run(params: Params, stage: str, sections: tuple[str, ...] = (), resume
                           log_system_metrics=system_metrics or None) as run:
         for section in sections:
             mlflow.log_params({f"{section}.{k}": v for k, v in params.section(section).items()})
+        if on_open is not None:
+            on_open(run)
         yield run
 
 
