@@ -112,7 +112,6 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
     gen = torch.Generator().manual_seed(seed)
     model = build_unet(cfg).to(device)
     sampler = MixedSampler(real, synthetic, ratio, device)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr * 0.05)
     result = UNetResult(model)
@@ -123,17 +122,7 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
     if state is not None:
         _load_state(state, model, opt, sched, gen, result, best)
 
-    def step(i: int) -> None:
-        model.train()
-        sampler.anneal((i - 1) / cfg.steps, cfg.synthetic_anneal)
-        x, y = augment(*sampler.sample(cfg.batch_size, gen), gen)
-        with autocast(device, cpu_bf16):  # cpu_bf16: see liversynth.runtime.device.autocast
-            loss = loss_fn(model(x), y[:, None])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running.append(loss.detach())
+    step = _stepper(model, sampler, opt, sched, gen, cfg, running, device, cpu_bf16)
 
     def evaluate(i: int) -> dict[str, float]:
         row = {"step": i, "train_loss": float(torch.stack(running).mean())}
@@ -161,6 +150,27 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
         model.load_state_dict(best["state"])
     model.eval()
     return result
+
+
+def _stepper(model: torch.nn.Module, sampler: MixedSampler, opt: torch.optim.Optimizer,
+             sched: torch.optim.lr_scheduler.LRScheduler, gen: torch.Generator, cfg: UNetConfig,
+             running: list[torch.Tensor], device: torch.device, cpu_bf16: bool) -> Callable[[int], None]:
+    """One training step of `train_unet` (step i, 1-based); its loss is appended to `running`."""
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def step(i: int) -> None:
+        model.train()
+        sampler.anneal((i - 1) / cfg.steps, cfg.synthetic_anneal)
+        x, y = augment(*sampler.sample(cfg.batch_size, gen), gen)
+        with autocast(device, cpu_bf16):  # cpu_bf16: see liversynth.runtime.device.autocast
+            loss = loss_fn(model(x), y[:, None])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running.append(loss.detach())
+
+    return step
 
 
 def _load_state(state: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
