@@ -15,8 +15,7 @@ from typing import Any
 import mlflow
 from prefect import flow
 
-from flows.common import link_run, load_params, start_stage, with_workers
-from flows.train_unet import log_unet_runs, train_cells
+from flows.common import grid_map, link_run, load_params, start_stage, with_workers
 from liversynth import paths
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, split_sha256
@@ -26,7 +25,9 @@ from liversynth.evaluation.scoring import score_models
 from liversynth.runtime.machine import machine_record
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import recorded_run, stage_run
-from liversynth.training.unet_cells import arm_cells
+from liversynth.tracking.unet_runs import log_unet_runs
+from liversynth.training.grid import run_grid
+from liversynth.training.unet_cells import arm_cells, grid_cells
 from liversynth.utils.files import write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
@@ -60,7 +61,7 @@ def study_flow() -> dict:
     start = lambda run_id: stage_run(params, "study", ("study", "unet"), run_id, on_open=link_run)  # noqa: E731
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "study.mlflow_run", key, start) as parent:
-        results = train_cells(params, cells, paths.STUDY_MODELS, CHECKPOINTS)
+        results = list(run_grid(grid_cells(cells, paths.STUDY_MODELS, CHECKPOINTS), grid_map(params)).values())
         models = log_unet_runs(parent, "study", cells, results)
         by_count = _summarise(params, models, registered)
         rows = [{"labelled": int(n), **{k: 100 * c[k]["mean"] for k in PLOTTED},

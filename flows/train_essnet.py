@@ -52,11 +52,11 @@ def train_essnet_flow() -> dict:
         cells = [Cell(f"{v} seed={s}", generator_cell, {"variant": v, "seed": s, "cfg": cfg})
                  for v, cfg in configs.items() for s in cfg.seeds]
         by_cell = run_grid(cells, grid_map(params))
-        results = list(by_cell.values())
-        for r in results:
+        for r in by_cell.values():
             _log_seed_run(run, configs[r["variant"]], r)
         for variant in paths.VARIANTS:
-            history = [{"seed": r["seed"], **row} for r in results if r["variant"] == variant for row in r["history"]]
+            history = [{"seed": r["seed"], **row} for r in by_cell.values() if r["variant"] == variant
+                       for row in r["history"]]
             write_csv(paths.variant_history(variant), history, ["seed", "step", *LOSS_KEYS])
             for figure in _figures(history, ct, mri, params, variant):
                 mlflow.log_artifact(str(figure), "figures")

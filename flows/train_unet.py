@@ -15,85 +15,24 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
-from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.common import grid_map, link_run, load_params, start_stage, with_workers
 from liversynth import paths
-from liversynth.config import Params
-from liversynth.data.arms import arm, unet_arms
+from liversynth.data.arms import unet_arms
 from liversynth.tracking.lineage import lock_hash
-from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run, stage_run
-from liversynth.training.unet_cells import UNetCell, arm_cells, unet_cell, unet_data
-from liversynth.training.grid import Cell, run_grid
+from liversynth.tracking.runs import recorded_run, stage_run
+from liversynth.tracking.unet_runs import log_unet_runs
+from liversynth.training.grid import run_grid
+from liversynth.training.unet_cells import arm_cells, grid_cells
 from liversynth.utils.files import wide_means, write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
-__all__ = ["log_unet_runs", "train_cells", "train_unet_flow"]
+__all__ = ["train_unet_flow"]
 
 CHECKPOINTS = paths.CHECKPOINTS / "unet"
 HISTORY_FIELDS = ["arm", "seed", "generator_seed", "labelled_patients", "step", "train_loss", "val_iou", "val_dice"]
-
-
-def train_cells(params: Params, cells: list[UNetCell], out_dir: Path, checkpoints: Path) -> list[dict[str, Any]]:
-    """Every cell through the stage's task runner; results in the cells' order."""
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    grid = [Cell(c.key, unet_cell, {"cell": c, "out_dir": out_dir, "checkpoint_dir": checkpoints}) for c in cells]
-    return list(run_grid(grid, grid_map(params)).values())
-
-
-def log_unet_runs(parent: mlflow.ActiveRun, stage: str, cells: list[UNetCell], results: list[dict]) -> list[dict]:
-    """One nested MLflow run per trained cell (after training: tracking stays outside the loops);
-    returns the model records with their run ids."""
-    lineage = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
-    inputs = _CellInputs()
-    models = []
-    for cell, result in zip(cells, results):
-        m = dict(result["model"])
-        tags = {**lineage, "kind": "unet", "arm": cell.arm, "stage": stage}
-        if m["resumed_from"]:
-            tags["resumed_from_step"] = str(m["resumed_from"])
-        curves = [(int(r["step"]), {k: r[k] for k in ("train_loss", "val_iou", "val_dice") if k in r})
-                  for r in result["history"]]
-        m["run_id"] = log_child_run(parent.info.run_id, f"unet[{cell.key}]", tags,
-                                    {"arm": cell.arm, "ratio": cell.ratio, "seed": cell.seed,
-                                     "generator_seed": cell.generator_seed, "labelled_patients": cell.cfg.labelled_patients,
-                                     **{f"unet.{k}": v for k, v in cell.cfg.model_dump().items()}},
-                                    curves, {"val_iou": m["val_iou"]}, inside=lambda c=cell: inputs.log(c))
-        models.append(m)
-    return models
-
-
-class _CellInputs:
-    """Logs a cell's data as MLflow inputs, each with DVC's md5 of its folder as digest. The slices are
-    loaded (and CT histogram-matched) once per distinct source, not once per cell: many cells share them."""
-
-    def __init__(self) -> None:
-        self.prepared = lock_hash(paths.PREPARED)
-        self.loaded: dict[tuple, tuple] = {}
-
-    def log(self, cell: UNetCell) -> None:
-        spec = arm(cell.arm)
-        key = (spec.source, spec.real, cell.generator_seed, cell.cfg.labelled_patients)
-        if key not in self.loaded:
-            self.loaded[key] = unet_data(cell)
-        real, extra, val = self.loaded[key]
-        sets = [("mri_val", paths.PREPARED / "mri_val", self.prepared, "validation", val)]
-        if spec.real:
-            sets.append(("mri_train", paths.PREPARED / "mri_train", self.prepared, "training", real))
-        if spec.source and (cell.ratio > 0 or not spec.real):
-            slices = extra if spec.real and extra is not None else real
-            if spec.source in paths.VARIANTS and cell.generator_seed is not None:
-                sets.append((f"synthetic_{spec.source}", paths.synthetic_dir(spec.source, cell.generator_seed),
-                             lock_hash(paths.synthetic_root(spec.source)), "training", slices))
-            else:
-                sets.append((f"source_{spec.source}", paths.PREPARED / "ct_train", self.prepared, "training",
-                             slices))
-        for name, path, digest, context, data in sets:
-            log_dataset(name, str(path), digest, context, data.images, data.labels)
 
 
 def history_rows(results: list[dict]) -> list[dict]:
@@ -114,7 +53,7 @@ def train_unet_flow() -> list[dict]:
                                      synthetic_md5=synthetic_md5, on_open=link_run)
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "train_unet.mlflow_run", key, start) as parent:
-        results = train_cells(params, cells, paths.UNET_DIR, CHECKPOINTS)
+        results = list(run_grid(grid_cells(cells, paths.UNET_DIR, CHECKPOINTS), grid_map(params)).values())
         models = log_unet_runs(parent, "train_unet", cells, results)
     history = history_rows(results)
     write_json(paths.UNET_MODELS, models)

@@ -16,23 +16,21 @@ from pathlib import Path
 
 import torch
 
+from liversynth.utils.process import owner_pid
 from tests.conftest import session_pids
 
 __all__ = ["OWNER_TAG", "PREFECT_OWNER", "checkpoint_steps", "debris", "model_version_count", "owned_by",
-           "owned_mlflow_run_open", "owner", "prefect_db_runs", "stage_process", "steps_redone"]
+           "owned_mlflow_run_open", "prefect_db_runs", "stage_process", "steps_redone"]
 
 OWNER_TAG = "liversynth.owner"  # liversynth.tracking.runs.OWNER_TAG, on MLflow runs
 PREFECT_OWNER = "liversynth.owner="  # liversynth.utils.prefect_runs.OWNER_TAG_PREFIX, on Prefect flow runs
 
 
-def owner(pid: int) -> str:
-    """"host:pid", the part of an owner tag (liversynth.utils.process.owner_id) before its "@<start time>"."""
-    return f"{socket.gethostname()}:{pid}"
-
-
 def owned_by(tag: str | None, pid: int) -> bool:
-    """Whether an owner tag names process `pid` of this host (with or without its start time)."""
-    return tag is not None and (tag == owner(pid) or tag.startswith(f"{owner(pid)}@"))
+    """Whether an owner tag names process `pid` of this host (with or without its start time), read by
+    the library's own parser (liversynth.utils.process.owner_pid)."""
+    parsed = owner_pid(tag) if tag is not None else None
+    return parsed is not None and parsed[:2] == (socket.gethostname(), pid)
 
 
 def _cmdline(pid: int) -> list[str]:

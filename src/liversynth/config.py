@@ -12,7 +12,7 @@ import math
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
@@ -21,12 +21,14 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from liversynth.utils.param_errors import ParamsError, RuleError, format_errors
 
 __all__ = [
-    "DATASETS", "DataConfig", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
+    "DATASETS", "DataConfig", "Dataset", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
     "PrepareConfig", "RegisterConfig", "RuleError", "RuntimeConfig", "StudyConfig", "SynthesizeConfig", "TuneConfig",
     "UNetConfig", "ValidateConfig", "check_file",
 ]
 
-DATASETS = ("phantom", "nifti", "dicom", "real-sample", "chaos")  # = data.readers.registry.DATASETS (tested)
+# The dataset names, listed here only: data.readers.registry maps each to its reader.
+Dataset = Literal["phantom", "nifti", "dicom", "real-sample", "chaos"]
+DATASETS: tuple[str, ...] = get_args(Dataset)
 ESSNET_GENERATOR_STRIDE = 4  # two stride-2 convolutions down, two transposed ones up (models.generator)
 
 
@@ -70,7 +72,7 @@ def _labels(**labels: int | list[int]) -> dict[str, int | list[int]]:
 
 
 class DataConfig(_Section):
-    dataset: Literal["phantom", "nifti", "dicom", "real-sample", "chaos"] = "phantom"
+    dataset: Dataset = "phantom"
     raw_dir: str = "data/raw"
     # Raw mask value meaning liver per cohort: one value, or an inclusive [low, high] range.
     liver_label: dict[str, LabelRange] = Field(default_factory=lambda: _labels(ct=1, mri=1))
@@ -86,7 +88,7 @@ class DataConfig(_Section):
 
 class RuntimeConfig(_Section):
     # Fixed, not "all cores": float results depend on the thread count (see liversynth.runtime.settings).
-    threads: PosInt = 2
+    threads: PosInt = 1
     interop_threads: PosInt = 1
     deterministic: bool = True
 

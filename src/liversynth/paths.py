@@ -1,6 +1,6 @@
 """Every pipeline artifact's path, in one place (nnU-Net's `paths.py`), relative to the repository root.
 
-Flows import these instead of each other; `tests/test_dag.py` checks them against the outs of
+Flows import these (and the library) instead of each other; `tests/test_dag.py` checks them against the outs of
 dvc.yaml, so a renamed output cannot drift from the DAG.
 """
 from __future__ import annotations

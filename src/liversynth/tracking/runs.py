@@ -31,8 +31,9 @@ __all__ = ["EXPERIMENT_KIND", "OWNER_TAG", "PIPELINE_ID_ENV", "PIPELINE_TAG", "R
            "flat_params", "lineage_tags", "log_child_run", "log_dataset", "log_pipeline_metrics", "pipeline_id",
            "pipeline_run", "recorded_run", "reopened_run", "run_url", "save_run", "saved_run", "setup_mlflow", "stage_run"]
 
-# "<host>:<pid>" of the process running a stage's MLflow run, so a later start of the stage can tell
-# a run whose process was killed (-9 never ends its run) from one still going (parallel tune workers).
+# The owner "<host>:<pid>@<start>" (liversynth.utils.process.owner_id) of the process running an MLflow
+# run, so any stage that starts can tell a run whose process was killed (-9 never ends its run) from
+# one still going (parallel tuning workers).
 OWNER_TAG = "liversynth.owner"
 # MLflow 3's UI opens an experiment on its GenAI overview unless it is marked as model training.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}

@@ -31,7 +31,7 @@ __all__ = ["Point", "best_point", "best_ratio", "fail_dead_trials", "grid", "ope
            "run_trials", "trial_checkpoint", "trial_table"]
 
 _LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
-_WORKER_ATTR = "worker"  # "host:pid" of the process running a trial, to spot dead workers
+_WORKER_ATTR = "worker"  # owner (liversynth.utils.process.owner_id) of the process running a trial
 
 
 def open_storage(storage: str) -> optuna.storages.BaseStorage:

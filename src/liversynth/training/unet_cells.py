@@ -17,8 +17,9 @@ from liversynth.config import UNetConfig
 from liversynth.data.arms import arm, unet_arms
 from liversynth.data.slice_set import SliceSet, first_patients, translation_mri
 from liversynth.models.weights import save_weights
+from liversynth.training.grid import Cell
 
-__all__ = ["UNetCell", "arm_cells", "unet_cell", "unet_data"]
+__all__ = ["UNetCell", "arm_cells", "grid_cells", "unet_cell", "unet_data"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,9 @@ def arm_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int, ...]
             gen = generator_seeds[i % len(generator_seeds)] if spec.source in paths.VARIANTS else None
             cells.append(UNetCell(spec.name, seed, gen, r, base if spec.name == "real_only" else mix))
     return cells
+
+
+def grid_cells(cells: list[UNetCell], out_dir: Path, checkpoint_dir: Path) -> list[Cell]:
+    """The cells as liversynth.training.grid cells (for run_grid), their checkpoint folder made."""
+    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    return [Cell(c.key, unet_cell, {"cell": c, "out_dir": out_dir, "checkpoint_dir": checkpoint_dir}) for c in cells]

@@ -1,2 +1,2 @@
-"""Small shared helpers with no pipeline knowledge: durable atomic files, CSV, hashing, process liveness,
-short stage failures, ownership of Prefect flow runs."""
+"""Small shared helpers below every other package: durable atomic files, CSV, figures, hashing,
+import closures, process liveness and ownership, short stage failures, Prefect flow-run ownership."""

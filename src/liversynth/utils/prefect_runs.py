@@ -3,7 +3,7 @@
 A `kill -9` ends a stage's process without telling the Prefect API, so its flow run would stay RUNNING
 for ever (the helper server of scripts/prefect_api.py cleans its own database at start, a shared
 server has no such moment). So each stage flow, as it starts, tags its own flow run with its owner
-(`liversynth.owner=<host>:<pid>`, the `liversynth.utils.process.owner_id` format) and marks CRASHED
+(`liversynth.owner=<host>:<pid>@<start>`, the `liversynth.utils.process.owner_id` format) and marks CRASHED
 the RUNNING flow runs of the same flow name whose owner is a process of this host that is gone.
 Runs of other hosts, of live processes and untagged runs are left alone.
 """
@@ -20,7 +20,7 @@ CRASH_MESSAGE = "interrupted: the process running it ({owner}) is gone"
 
 
 def owner_of(tags: list[str] | None) -> str | None:
-    """The `host:pid` an owner tag names, if the flow run has one."""
+    """The owner (liversynth.utils.process.owner_id) a flow run's tags name, if it has one."""
     return next((t.removeprefix(OWNER_TAG_PREFIX) for t in tags or [] if t.startswith(OWNER_TAG_PREFIX)), None)
 
 

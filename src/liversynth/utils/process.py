@@ -10,26 +10,23 @@ import os
 import socket
 from pathlib import Path
 
-__all__ = ["owner_alive", "owner_id", "pid_alive", "process_start"]
+__all__ = ["owner_alive", "owner_id", "owner_pid", "pid_alive", "process_start"]
 
 
-def process_start(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot) as text; None where /proc does not say."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields from field 3 (state) on; None where /proc does not say."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: the fields after it follow the last ')'.
-    fields = stat[stat.rfind(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None  # field 22 of stat; fields[0] is field 3
+    return stat[stat.rfind(")") + 2:].split()
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].startswith("Z")
+def process_start(pid: int, fields: list[str] | None = None) -> str | None:
+    """The process's start time (clock ticks since boot) as text; None where /proc does not say."""
+    fields = _stat_fields(pid) if fields is None else fields
+    return fields[19] if fields and len(fields) > 19 else None  # field 22 of stat; fields[0] is field 3
 
 
 def owner_id() -> str:
@@ -39,24 +36,41 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{pid}" + (f"@{start}" if start else "")
 
 
-def pid_alive(pid: int) -> bool:
+def _running(pid: int) -> list[str] | None:
+    """The stat fields of a live process (None for a gone or zombie one: exited, only not yet reaped,
+    its work is over); [] for a live process whose /proc we cannot read."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:  # exists, owned by someone else
-        return True
-    return not _zombie(pid)  # exited, only not yet reaped: its work is over
+        pass
+    fields = _stat_fields(pid)
+    if fields is None:
+        return []
+    return None if fields[:1] == ["Z"] else fields
+
+
+def pid_alive(pid: int) -> bool:
+    return _running(pid) is not None
+
+
+def owner_pid(owner: str) -> tuple[str, int, str] | None:
+    """(host, pid, start time or "") of an owner "<host>:<pid>[@<start>]"; None if it is not one."""
+    host, _, process = owner.rpartition(":")
+    pid, _, start = process.partition("@")
+    return (host, int(pid), start) if host and pid.isdigit() else None
 
 
 def owner_alive(owner: str) -> bool:
     """False only for a process on this host that is gone (or whose pid now names another process);
-    another host's process is not ours to judge."""
-    host, _, process = owner.rpartition(":")
-    pid, _, start = process.partition("@")
-    if host != socket.gethostname() or not pid.isdigit():
+    another host's process is not ours to judge. /proc/<pid>/stat is read once."""
+    parsed = owner_pid(owner)
+    if parsed is None or parsed[0] != socket.gethostname():
         return True
-    if not pid_alive(int(pid)):
+    _, pid, start = parsed
+    fields = _running(pid)
+    if fields is None:
         return False
-    now = process_start(int(pid))
+    now = process_start(pid, fields)
     return not (start and now and now != start)

@@ -7,22 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from liversynth.config import DATASETS
 from liversynth.data.readers.base import LabelSpec, Reader, Volume
 from liversynth.data.readers.chaos import ChaosReader
 from liversynth.data.readers.folder import FolderReader
 
 __all__ = ["DATASETS", "FOLDER_DATASETS", "list_patients", "read_patient", "reader_for"]
 
-# dataset name -> factory(mr_sequence) of its reader
-_READERS: dict[str, Callable[[str], Reader]] = {
-    "phantom": lambda _: FolderReader(),
-    "nifti": lambda _: FolderReader(),
-    "dicom": lambda _: FolderReader(),
-    "real-sample": lambda _: FolderReader(),
-    "chaos": ChaosReader,
-}
-FOLDER_DATASETS = ("phantom", "nifti", "dicom", "real-sample")
-DATASETS = tuple(_READERS)
+# dataset name (liversynth.config.DATASETS) -> factory(mr_sequence) of its reader: CHAOS has its own,
+# every other dataset is a folder of NIfTI/DICOM volumes.
+_SPECIAL: dict[str, Callable[[str], Reader]] = {"chaos": ChaosReader}
+FOLDER_DATASETS = tuple(d for d in DATASETS if d not in _SPECIAL)
+_READERS: dict[str, Callable[[str], Reader]] = {d: _SPECIAL.get(d, lambda _: FolderReader()) for d in DATASETS}
 
 
 def reader_for(dataset: str, *, mr_sequence: str = "T2SPIR") -> Reader:
