@@ -6,6 +6,8 @@ another stage's flow (flows import liversynth and flows.common, never each other
 """
 from __future__ import annotations
 
+import functools
+
 import mlflow
 
 from liversynth import paths
@@ -32,9 +34,10 @@ def log_unet_runs(parent: mlflow.ActiveRun, stage: str, cells: list[UNetCell], r
                   for r in result["history"]]
         m["run_id"] = log_child_run(parent.info.run_id, f"unet[{cell.key}]", tags,
                                     {"arm": cell.arm, "ratio": cell.ratio, "seed": cell.seed,
-                                     "generator_seed": cell.generator_seed, "labelled_patients": cell.cfg.labelled_patients,
+                                     "generator_seed": cell.generator_seed,
+                                     "labelled_patients": cell.cfg.labelled_patients,
                                      **{f"unet.{k}": v for k, v in cell.cfg.model_dump().items()}},
-                                    curves, {"val_iou": m["val_iou"]}, inside=lambda c=cell: inputs.log(c))
+                                    curves, {"val_iou": m["val_iou"]}, inside=functools.partial(inputs.log, cell))
         models.append(m)
     return models
 
