@@ -121,7 +121,7 @@ run: data
 	@echo "MLflow UI: make ui    |    champion: see reports/registry.json"
 	@echo "champion on a held-out test volume: reports/figures/segment_demo.png (liversynth segment: README, Using the champion)"
 
-# The study (study/dvc.yaml): every arm at each of study.labelled_counts labelled patients, on the
+# The study (study/dvc.yaml): every arm at each of study.labelled_patients labelled patients, on the
 # default run's generators and tuning (run first if they are not up to date); reports/study/.
 study: data
 	python -m liversynth.config params.yaml

@@ -1,5 +1,5 @@
 """Stage `study` (study/dvc.yaml, `make study`): the full design at several numbers of labelled real MRI
-patients (`study.labelled_counts`). For each count, every arm is retrained over every U-Net seed, the
+patients (`study.labelled_patients`). For each count, every arm is retrained over every U-Net seed, the
 synthetic arms on every generator seed of the default run's generators, with the settings tuning
 chose at `unet.labelled_patients`; each comparison gets the same hierarchical interval as evaluate's.
 Writes reports/study/: metrics.json, the gain-versus-labelled-patients table (CSV) and its plot.
@@ -40,7 +40,7 @@ PLOTTED = {"gain_iou": "EssNet mix", "gain_iou_cyclegan": "CycleGAN mix", "gain_
 def _summarise(params: Params, models: list[dict], registered: bool) -> dict[str, Any]:
     test, ct = SliceSet.load(paths.PREPARED / "mri_test"), SliceSet.load(paths.PREPARED / "ct_train")
     by_count: dict[str, Any] = {}
-    for n in params.study.labelled_counts:
+    for n in params.study.labelled_patients:
         chosen = [m for m in models if m["labelled_patients"] == n]
         by_arm, _, _ = score_models(chosen, test, params.unet, ct)
         result = compare_arms(by_arm, params.evaluate, params.seed, registered)
@@ -54,7 +54,7 @@ def study_flow() -> dict:
     tune = json.loads(paths.TUNE_RESULT.read_text())
     test_hash = split_sha256(paths.PREPARED / "mri_test")
     registered = check_test_split(params.evaluate, test_hash)
-    cells = [c for n in params.study.labelled_counts
+    cells = [c for n in params.study.labelled_patients
              for c in arm_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds, n)]
     key = fingerprint(params.section("unet"), params.section("study"), params.evaluate.seeds, params.essnet.seeds,
                       tune, lock_hash(paths.synthetic_root("essnet")), lock_hash(paths.PREPARED))
@@ -64,18 +64,19 @@ def study_flow() -> dict:
         results = list(run_grid(grid_cells(cells, paths.STUDY_MODELS, CHECKPOINTS), grid_map(params)).values())
         models = log_unet_runs(parent, "study", cells, results)
         by_count = _summarise(params, models, registered)
-        rows = [{"labelled": int(n), **{k: 100 * c[k]["mean"] for k in PLOTTED},
+        rows = [{"labelled_patients": int(n), **{k: 100 * c[k]["mean"] for k in PLOTTED},
                  **{f"{k}_ci_low": 100 * c[k]["ci_low"] for k in PLOTTED},
                  **{f"{k}_ci_high": 100 * c[k]["ci_high"] for k in PLOTTED},
                  **{f"{arm}_iou": v["iou"] for arm, v in c["test"].items()}} for n, c in by_count.items()]
         for row in rows:
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "labelled"}, step=int(row["labelled"]))
-        figure = plots.gain_vs_labelled({label: [{"labelled": int(n), **c[k]} for n, c in by_count.items()]
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "labelled_patients"},
+                               step=int(row["labelled_patients"]))
+        figure = plots.gain_vs_labelled({label: [{"labelled_patients": int(n), **c[k]} for n, c in by_count.items()]
                                          for k, label in PLOTTED.items()}, paths.STUDY_GAIN_FIGURE)
         mlflow.log_artifact(str(figure), "figures")
-    metrics = {"labelled_counts": list(params.study.labelled_counts), "by_labelled": by_count,
+    metrics = {"labelled_patients": list(params.study.labelled_patients), "by_labelled_patients": by_count,
                "seeds": list(params.evaluate.seeds), "generator_seeds": list(params.essnet.seeds),
-               "tuned_at_labelled": params.unet.labelled_patients, "test_split_sha256": test_hash,
+               "tuned_at_labelled_patients": params.unet.labelled_patients, "test_split_sha256": test_hash,
                "registered": registered, "n_models": len(models), "machine": machine_record()}
     write_json(paths.STUDY_MODELS / "models.json", models)
     write_json(paths.STUDY_METRICS, metrics)

@@ -57,7 +57,7 @@ def _small_params(raw: Path) -> Params:
     raw_yaml["data"].update(raw_dir=str(raw), spacing_mm=spacing)
     raw_yaml["prepare"].update(image_size=SMALL, mri_splits=SMALL_SPLITS)
     raw_yaml["unet"]["labelled_patients"] = SMALL_SPLITS["train"]
-    raw_yaml["study"]["labelled_counts"] = [SMALL_SPLITS["train"]]
+    raw_yaml["study"]["labelled_patients"] = [SMALL_SPLITS["train"]]
     raw_yaml["validate"]["min_slices"] = {"ct_train": 40, "mri_train": 4, "mri_val": 4, "mri_test": 8}
     return Params.model_validate(raw_yaml)
 

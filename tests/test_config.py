@@ -132,8 +132,8 @@ RULES = {
     "generator seeds distinct": ({"essnet.seeds": [1, 1]}, r"essnet.seeds = \[1, 1\]: values must be distinct"),
     "labelled patients fit the split": ({"unet.labelled_patients": 2},
                                         r"unet.labelled_patients = 2: asks for more labelled patients than"),
-    "study counts fit the split": ({"study.labelled_counts": [1, 4]},
-                                   r"study.labelled_counts = \[1, 4\]: asks for more labelled patients"),
+    "study counts fit the split": ({"study.labelled_patients": [1, 4]},
+                                   r"study.labelled_patients = \[1, 4\]: asks for more labelled patients"),
     "baseline gets the mix's budget": ({"tune.lrs": [0.001], "tune.baseline_steps": [5, 6, 7]},
                                        r"tune.baseline_steps = \[5, 6, 7\]: needs one entry per non-zero ratio \(1\)"),
 }

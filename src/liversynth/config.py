@@ -224,7 +224,7 @@ class TuneConfig(_Section):
 
 class StudyConfig(_Section):
     # The study (study/dvc.yaml, `make study`): every arm retrained for each number of labelled patients.
-    labelled_counts: Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple), AfterValidator(_distinct)] = ()
+    labelled_patients: Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple), AfterValidator(_distinct)] = ()
 
 
 ArmName = Literal["real_only", "mix", "mix_cyclegan", "mix_ct", "mix_histmatch", "synthetic_only", "atlas"]
@@ -304,7 +304,7 @@ with warnings.catch_warnings():
                                 "generator seed i", "essnet.seeds", self.essnet.seeds)
             labelled = self.prepare.mri_splits.get("train", 0)
             for key, counts in (("unet.labelled_patients", (self.unet.labelled_patients or 0,)),
-                                ("study.labelled_counts", self.study.labelled_counts)):
+                                ("study.labelled_patients", self.study.labelled_patients)):
                 if max(counts, default=0) > labelled:
                     raise RuleError(f"asks for more labelled patients than prepare.mri_splits.train = {labelled}",
                                     key, counts if key.startswith("study") else counts[0])

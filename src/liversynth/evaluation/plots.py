@@ -61,7 +61,7 @@ def gain_vs_labelled(gains: dict[str, list[dict]], path: Path) -> Path:
     arm, with its interval: where synthetic data stops helping."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for i, (label, points) in enumerate(gains.items()):
-        n = np.asarray([p["labelled"] for p in points], float) * (1 + 0.03 * (i - len(gains) / 2))  # dodge
+        n = np.asarray([p["labelled_patients"] for p in points], float) * (1 + 0.03 * (i - len(gains) / 2))  # dodge
         mean = np.asarray([100 * p["mean"] for p in points])
         err = np.asarray([[100 * (p["mean"] - p["ci_low"]) for p in points],
                           [100 * (p["ci_high"] - p["mean"]) for p in points]])

@@ -93,10 +93,10 @@ def render_study(study: dict[str, Any], wall: dict[str, Any] | None = None) -> s
               f"({wall['machine']['threads']} thread(s) per training process)." if wall else "")
     lines = [f"{study['n_models']} U-Nets: every arm x {len(study['seeds'])} U-Net seeds (synthetic arms on "
              f"{len(study['generator_seeds'])} generator seeds) at each number of labelled real MRI patients; "
-             f"settings tuned at {study['tuned_at_labelled']}.{timing}", "",
+             f"settings tuned at {study['tuned_at_labelled_patients']}.{timing}", "",
              "| labelled patients | real only IoU | " + " | ".join(label for _, label in _STUDY_GAINS) + " |",
              "|---|---|" + "---|" * len(_STUDY_GAINS)]
-    for n, c in study["by_labelled"].items():
+    for n, c in study["by_labelled_patients"].items():
         cells = [f"{_pts(c[k]['mean'])} [{_pts(c[k]['ci_low'])}, {_pts(c[k]['ci_high'])}]" if k in c else "-"
                  for k, _ in _STUDY_GAINS]
         lines.append(f"| {n} | {c['test']['real_only']['iou']:.4f} | " + " | ".join(cells) + " |")
