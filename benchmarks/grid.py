@@ -33,20 +33,21 @@ def _cell(kind: str, seed: int, steps: int, threads: int, work: str) -> dict[str
     import torch
 
     from liversynth.config import Params
-    from liversynth.training import cells
+    from liversynth.training import generator_cells, unet_cells
 
     os.chdir(work)
     torch.set_num_threads(threads)
     params = Params.from_yaml(REPO / "params.yaml")
     start = time.perf_counter()
     if kind == "generator":
-        cells.generator_cell("essnet", seed, params.essnet.model_copy(update={"steps": steps,
+        generator_cells.generator_cell("essnet", seed, params.essnet.model_copy(update={"steps": steps,
                                                                               "checkpoint_every": 10**9}))
     else:
         cfg = params.unet.model_copy(update={"steps": steps, "eval_every": steps})
         # a checkpoint folder of its own per call: a finished checkpoint would be restored, not trained
         ck = Path(tempfile.mkdtemp(dir=work))
-        cells.unet_cell(cells.UNetCell("real_only", seed, None, 0.0, cfg, 1), Path(work) / "unet", ck)
+        unet_cells.unet_cell(unet_cells.UNetCell("real_only", seed, None, 0.0,
+                                                cfg.model_copy(update={"labelled_patients": 1})), Path(work) / "unet", ck)
     peak = psutil.Process().memory_info().rss / 2**20
     for f in Path(work, ".checkpoints").glob("*.pt"):
         f.unlink()

@@ -211,7 +211,7 @@ def test_data_step_refuses_broken_raw_data_before_dvc_versions_it(tmp_path, monk
     """`make data` runs this check when data/raw changed, before `dvc commit` caches anything."""
     import sys
 
-    from flows import generate_data
+    from scripts import generate_data
 
     raw = tmp_path / "data" / "raw"
     write_nifti_dataset(raw, n_ct=2, n_mri=4)

@@ -200,7 +200,7 @@ def test_data_step_swaps_builtin_datasets_but_never_your_data(tmp_path, monkeypa
 
     import yaml
 
-    from flows import generate_data
+    from scripts import generate_data
     from liversynth.data.real_sample import RealSampleError
 
     params = yaml.safe_load((REPO / "tests" / "tiny_params.yaml").read_text())
