@@ -39,7 +39,7 @@ from liversynth.models.predict import predict, segmentation_scores
 from liversynth.models.unet import build_unet
 from liversynth.runtime.device import autocast, pick_device
 from liversynth.training.checkpoint import training_fingerprint
-from liversynth.training.loop import LoopPlan, restore, run_loop, save_state
+from liversynth.training.loop import LoopPlan, check_finite, restore, run_loop, save_state
 from benchmarks.stacked import StackedModules
 from liversynth.training.unet import MixedSampler, UNetResult
 
@@ -140,6 +140,8 @@ class _Ensemble:
 
     def evaluate(self, i: int, val: SliceSet | None, on_eval: OnEval | None) -> dict[str, float]:
         means = torch.stack(self.running).mean(0).tolist()
+        for seed, mean in zip(self.seeds, means):
+            check_finite({"train_loss": mean}, i, i - len(self.running), f"unet seed={seed}", "unet.lr")
         self.running.clear()
         models = self.stack.write_back()
         for k, (model, result) in enumerate(zip(models, self.results)):

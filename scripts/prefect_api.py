@@ -2,6 +2,9 @@
 
     python scripts/prefect_api.py dvc repro      (what scripts/with_prefect_api.sh runs)
 
+The command and everything under it are stopped on SIGTERM/SIGINT/SIGHUP or when the shell that
+started this process dies (`run_group`): stopping `make run` stops the pipeline.
+
 The server runs in its own session under a small guard process. The guard asks the kernel for a
 signal when this supervisor dies (`prctl(PR_SET_PDEATHSIG)`), so even a `kill -9` of the supervisor
 (or of its whole process group) takes the server down: the guard then kills the server's session.
@@ -24,6 +27,8 @@ from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 GUARD = "--guard"
+NO_SERVER = "--no-server"  # PREFECT_API_URL already set: only run the command as a stoppable group
+STOP_GRACE_ENV = "LIVERSYNTH_STOP_GRACE_S"  # seconds between the forwarded signal and SIGKILL (default 10)
 
 
 def set_parent_death_signal(sig: int) -> None:
@@ -87,10 +92,81 @@ async def crash_interrupted_runs() -> int:
     return len(runs)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (from /proc), parents before children."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _reaped(pid: int, flags: int) -> bool:
+    try:
+        return os.waitpid(pid, flags)[0] == pid
+    except ChildProcessError:  # already reaped
+        return True
+
+
+def run_group(argv: list[str]) -> int:
+    """Run `argv` (dvc repro) and take every process under it down with us.
+
+    make forwards SIGTERM to its recipe shell, which dies without passing it on, and dvc leaves its
+    stage processes running when it is killed: so a `timeout make run` used to leave the pipeline
+    running. Here SIGTERM/SIGINT/SIGHUP, or the death of the shell that started us (PDEATHSIG), are
+    sent to every descendant, then SIGKILL after a grace period. The command stays in our process
+    group, so a kill of the group (tests/test_faults_pipeline.py) still reaches it directly.
+    """
+    parent = os.getppid()
+    proc = subprocess.Popen(argv)
+
+    def stop(sig: int, _: object = None) -> None:
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        _signal_all(descendants(os.getpid()), sig)
+        # os.waitpid, not proc.wait: this handler may run inside proc.wait, which holds Popen's lock.
+        end = time.monotonic() + float(os.environ.get(STOP_GRACE_ENV, "10"))
+        while time.monotonic() < end and not _reaped(proc.pid, os.WNOHANG):
+            time.sleep(0.1)
+        for _ in range(3):  # stage processes dvc left behind, and any started meanwhile
+            _signal_all(descendants(os.getpid()), signal.SIGKILL)
+            time.sleep(0.1)
+        _reaped(proc.pid, 0)
+        raise SystemExit(128 + sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+    set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != parent:  # the shell died before the prctl took effect
+        stop(signal.SIGTERM)
+    code = proc.wait()
+    return code if code >= 0 else 128 - code
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == GUARD:
         guard(int(argv[1]), argv[2], argv[3:])
         return 0
+    if argv and argv[0] == NO_SERVER:
+        return run_group(argv[1:])
     home = Path(os.environ.get("PREFECT_HOME", Path.cwd() / ".prefect"))
     home.mkdir(parents=True, exist_ok=True)
     pid_file, log = home / "server.pid", home / "server.log"
@@ -109,8 +185,7 @@ def main(argv: list[str]) -> int:
         wait_healthy(url, guard_proc, log)
         if crashed := asyncio.run(crash_interrupted_runs()):
             print(f"prefect_api: marked {crashed} interrupted flow run(s) CRASHED", file=sys.stderr)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-        return subprocess.call(argv)
+        return run_group(argv)
     finally:
         guard_proc.terminate()
         guard_proc.wait()

@@ -5,5 +5,6 @@
 # The server dies with this command even on `kill -9` (scripts/prefect_api.py: a PR_SET_PDEATHSIG
 # guard and a pid file), and flow runs a killed earlier run left RUNNING are marked CRASHED.
 set -euo pipefail
-if [ -n "${PREFECT_API_URL:-}" ]; then exec "$@"; fi
+# Either way a signal to make (or to this) stops the command and every process under it.
+if [ -n "${PREFECT_API_URL:-}" ]; then exec python "$(dirname "$0")/prefect_api.py" --no-server "$@"; fi
 exec python "$(dirname "$0")/prefect_api.py" "$@"

@@ -99,7 +99,7 @@ RULES = {
     "anneal in [0, 1]": ({"unet.synthetic_anneal": 1.5}, r"unet.synthetic_anneal = 1.5: must be <= 1"),
     "ratios non-empty": ({"tune.ratios": []}, r"tune.ratios = \[\]: must not be empty"),
     "ratios >= 0": ({"tune.ratios": [0.0, -1.0]}, r"tune.ratios.1 = -1.0: must be >= 0"),
-    "ratios finite": ({"tune.ratios": [0.0, float("inf")]}, r"tune.ratios = \[0.0, inf\]: every ratio must be"),
+    "ratios finite": ({"tune.ratios": [0.0, float("inf")]}, r"tune.ratios.1 = inf: must be a finite number"),
     "seeds non-empty": ({"evaluate.seeds": []}, r"evaluate.seeds = \[\]: must not be empty"),
     "seeds distinct": ({"evaluate.seeds": [1, 1]}, r"evaluate.seeds = \[1, 1\]: seeds must be distinct"),
     "ci in (0, 1)": ({"evaluate.ci": 1.0}, r"evaluate.ci = 1.0: must be < 1"),

@@ -139,8 +139,12 @@ def test_synthesis_keeps_labels_patients_and_range(tmp_path: Path) -> None:
     np.testing.assert_array_equal(syn.labels, ct.labels)
     np.testing.assert_array_equal(syn.patients, ct.patients)
     with torch.no_grad():
-        expected = generator(torch.from_numpy(ct.images[:1])).numpy()
-    np.testing.assert_allclose(syn.images[:1], expected, atol=1e-6)
+        expected = generator(torch.from_numpy(ct.images)).numpy()
+    # The same generator on other batch shapes: the CPU's kernels (oneDNN picks them per ISA and shape)
+    # may round differently in the last bits, so equal up to float32 noise, never bit for bit. A wrong
+    # or untrained generator would be off by tenths.
+    np.testing.assert_allclose(syn.images, expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(syn.images, ct.images, atol=1e-2)  # it did translate
 
 
 def test_cycle_metrics_and_histogram_distance() -> None:

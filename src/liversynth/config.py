@@ -4,11 +4,14 @@ Every section is a frozen pydantic model with `extra="forbid"` and strict types 
 not a number), ranges on each value and cross-field rules (image size vs the networks' strides,
 MRI splits vs the phantom cohort). A bad file fails in one line per problem, naming the file, the
 dotted key, the value and the rule: `params.yaml: essnet.steps = -5: must be >= 1`.
+Every float must be finite (`.inf`, `.nan` are refused), learning rates lie in (0, 1], and a number
+written `1e9` (a string to YAML 1.1's resolver) reads as the number it is (`_ParamsLoader`).
 `python -m liversynth.config params.yaml` checks a file (make run does, before `dvc repro`).
 """
 from __future__ import annotations
 
 import math
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -23,7 +26,7 @@ from liversynth.utils.param_errors import ParamsError, RuleError, format_errors
 __all__ = [
     "DATASETS", "DataConfig", "Dataset", "EssNetConfig", "EvaluateConfig", "MlflowConfig", "Params", "PhantomConfig",
     "PrepareConfig", "RegisterConfig", "RuleError", "RuntimeConfig", "StudyConfig", "SynthesizeConfig", "TuneConfig",
-    "UNetConfig", "ValidateConfig", "check_file",
+    "UNetConfig", "ValidateConfig", "check_file", "load_yaml",
 ]
 
 # The dataset names, listed here only: data.readers.registry maps each to its reader.
@@ -39,6 +42,7 @@ def _as_tuple(value: Any) -> Any:
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
+LearningRate = Annotated[float, Field(gt=0, le=1)]  # above 1 every optimiser here diverges at once
 NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Pair = Annotated[tuple[float, float], BeforeValidator(_as_tuple)]
@@ -55,7 +59,29 @@ Seeds = Annotated[tuple[int, ...], BeforeValidator(_as_tuple), Field(min_length=
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan=False: `.inf`/`.nan` would pass every range check and surface as NaN weights.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# YAML 1.1 (PyYAML) reads a float only with a dot, so `1e9` or `1E-4` would be the string "1e9"; DVC's
+# YAML 1.2 reader reads them as numbers. This loader agrees with DVC (YAML 1.2's float pattern).
+_FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's float rule, so `lr: 1e-4` is a number as DVC reads it."""
+
+
+_ParamsLoader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:float"]
+                                         for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+
+# Integers (`12`) still resolve as ints: the int rule comes first in each list and is kept.
+
+
+def load_yaml(text: str) -> Any:
+    """Parse params YAML the way DVC does for numbers (`1e9` is 1000000000.0, not a string)."""
+    return yaml.load(text, Loader=_ParamsLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _check_range(value: int | list[int]) -> int | list[int]:
@@ -157,7 +183,7 @@ class EssNetConfig(_Section):
     n_blocks: PosInt = 6
     ndf: PosInt = 32
     seg_channels: PosInts = (16, 32, 64)
-    lr: PosFloat = 2e-4
+    lr: LearningRate = 2e-4
     beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
     lambda_cycle: NonNegFloat = 10.0
     lambda_seg: NonNegFloat = 1.0
@@ -182,7 +208,7 @@ class UNetConfig(_Section):
     num_res_units: NonNegInt = 1
     steps: PosInt = 300
     batch_size: PosInt = 16
-    lr: PosFloat = 1e-3
+    lr: LearningRate = 1e-3
     eval_every: PosInt = 100
     synthetic_anneal: Fraction = 0.7  # synthetic share decays to 0 at this fraction of steps; 0 = constant
     # Labelled real MRI patients the U-Nets train on: the first n of mri_train (None = all of them).
@@ -201,7 +227,7 @@ class TuneConfig(_Section):
         0.0, 0.5, 1.0, 2.0, 4.0)
     # Learning rates tried by every tuned arm (empty: unet.lr only). The real-only baseline gets the
     # same number of trials as the mix: lrs x baseline_steps against lrs x the non-zero ratios.
-    lrs: Annotated[tuple[PosFloat, ...], BeforeValidator(_as_tuple)] = ()
+    lrs: Annotated[tuple[LearningRate, ...], BeforeValidator(_as_tuple)] = ()
     baseline_steps: Annotated[tuple[PosInt, ...], BeforeValidator(_as_tuple)] = ()
     seed: int = 0
     storage: Annotated[str, Field(min_length=1)] = "optuna/journal.log"
@@ -322,7 +348,7 @@ with warnings.catch_warnings():
         def from_yaml(cls, path: str | Path) -> "Params":
             path = Path(path)
             try:
-                raw = yaml.safe_load(path.read_text()) or {}
+                raw = load_yaml(path.read_text()) or {}
             except (OSError, yaml.YAMLError) as err:
                 raise ParamsError(f"{path}: cannot read parameters: {err}") from err
             if not isinstance(raw, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,8 @@ from liversynth.models.weights import save_torch
 from liversynth.utils.hashing import array_sample_digest
 
 __all__ = ["load_checkpoint", "save_checkpoint", "training_fingerprint"]
+
+_log = logging.getLogger(__name__)
 
 
 def training_fingerprint(config: dict[str, Any], seed: int, arrays: Iterable[np.ndarray], **extra: Any) -> str:
@@ -33,9 +36,16 @@ def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict[
         return None
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        # Discarded, never silently: the training restarts from step 0 and the log says why.
+        _log.warning("%s: unreadable checkpoint discarded, training starts from scratch (%s: %s)",
+                     path, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
         return None
-    return state if isinstance(state, dict) and state.get("fingerprint") == fingerprint else None
+    if not isinstance(state, dict) or "fingerprint" not in state:
+        _log.warning("%s: not a liversynth checkpoint (no fingerprint), discarded; training starts from scratch",
+                     path)
+        return None
+    return state if state.get("fingerprint") == fingerprint else None
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

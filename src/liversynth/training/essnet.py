@@ -23,7 +23,7 @@ from liversynth.models.essnet import EssNet, ImagePool, make_optimizers
 from liversynth.paths import VARIANTS
 from liversynth.runtime.device import autocast, pick_device
 from liversynth.training.checkpoint import training_fingerprint
-from liversynth.training.loop import LoopPlan, restore, run_loop, save_state
+from liversynth.training.loop import LoopPlan, check_finite, restore, run_loop, save_state
 
 __all__ = ["LOSS_KEYS", "TrainResult", "fingerprint", "train_essnet", "variant_config"]
 
@@ -145,7 +145,9 @@ def train_essnet(ct: SliceSet, mri_images: np.ndarray, cfg: EssNetConfig, *, see
         start, history = int(state["step"]), list(state["history"])
 
     def log(step: int) -> dict[str, float]:
+        since = int(history[-1]["step"]) if history else start
         losses = run.window_means()
+        check_finite(losses, step, since, f"essnet seed={seed}", "essnet.lr or essnet.lambda_cycle/lambda_seg")
         history.append({"step": step, **losses})
         if on_log is not None:
             on_log(step, losses)

@@ -4,8 +4,9 @@ Progress shows as a bar on a terminal and as a log line every tenth of the run e
 """
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,26 @@ import torch
 from tqdm.auto import tqdm
 
 from liversynth.training.checkpoint import load_checkpoint, save_checkpoint
+from liversynth.utils.stage_errors import StageError
 
-__all__ = ["LoopPlan", "restore", "run_loop", "save_state"]
+__all__ = ["DivergedError", "LoopPlan", "check_finite", "restore", "run_loop", "save_state"]
+
+
+class DivergedError(StageError, FloatingPointError):
+    """A loss went inf/nan: every later step would only train NaN weights, so the training stops."""
+
+
+def check_finite(losses: Mapping[str, float], step: int, since: int, desc: str, keys: str) -> None:
+    """Raise DivergedError naming the step window, the loss term and the params keys to look at.
+
+    Checked on the logged window means (a NaN in any step of the window makes its mean NaN), so the
+    device is not synchronised every step and a diverged run stops at its next log, not at the end.
+    """
+    bad = [name for name, value in losses.items() if not math.isfinite(value)]
+    if bad:
+        terms = ", ".join(f"{name!r} = {losses[name]}" for name in bad)
+        raise DivergedError(f"{desc}: non-finite loss {terms} in steps {since + 1}-{step}: training diverged; "
+                            f"lower {keys}")
 
 
 def restore(checkpoint: Path | None, fingerprint: str, device: torch.device, max_step: int) -> dict[str, Any] | None:

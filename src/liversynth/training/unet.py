@@ -32,7 +32,7 @@ from liversynth.models.predict import predict, segmentation_scores
 from liversynth.models.unet import build_unet
 from liversynth.runtime.device import autocast, pick_device
 from liversynth.training.checkpoint import training_fingerprint
-from liversynth.training.loop import LoopPlan, restore, run_loop, save_state
+from liversynth.training.loop import LoopPlan, check_finite, restore, run_loop, save_state
 
 __all__ = ["MixedSampler", "UNetResult", "augment", "train_unet", "unet_fingerprint"]
 
@@ -126,6 +126,7 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
 
     def evaluate(i: int) -> dict[str, float]:
         row = {"step": i, "train_loss": float(torch.stack(running).mean())}
+        check_finite({"train_loss": row["train_loss"]}, i, i - len(running), f"unet seed={seed}", "unet.lr")
         running.clear()
         if val is not None and len(val):
             scores = segmentation_scores(predict(model, val.images, device=device), val.labels, val.patients)

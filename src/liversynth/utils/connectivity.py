@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import tempfile
 import time
 import urllib.error
@@ -16,7 +17,12 @@ from urllib.parse import urlparse
 
 from liversynth.utils.stage_errors import StageError
 
-__all__ = ["ServiceUnavailable", "check_http", "check_tracking_store", "check_writable"]
+__all__ = ["STORE_LOCK_WAIT_ENV", "ServiceUnavailable", "check_http", "check_tracking_store", "check_writable",
+           "wait_for_sqlite_lock"]
+
+# How long a stage waits for another process's lock on a sqlite MLflow store before it gives up.
+STORE_LOCK_WAIT_ENV = "LIVERSYNTH_STORE_LOCK_WAIT_S"
+STORE_LOCK_WAIT_S = 120.0
 
 
 class ServiceUnavailable(StageError, RuntimeError):
@@ -65,5 +71,32 @@ def check_tracking_store(uri: str, timeout_s: float = 3.0) -> None:
         db = uri.removeprefix("sqlite:///")
         if db and db != ":memory:":
             check_writable(Path(db), f"MLflow store {uri}")
+            wait_for_sqlite_lock(Path(db), f"MLflow store {uri}")
     elif scheme in ("", "file"):
         check_writable(Path(urlparse(uri).path or uri) / "meta.yaml", f"MLflow store {uri}")
+
+
+def wait_for_sqlite_lock(db: Path, what: str, wait_s: float | None = None) -> None:
+    """Wait (up to $LIVERSYNTH_STORE_LOCK_WAIT_S, default 120 s) until the sqlite file could be written.
+
+    Another process holding the store (`BEGIN EXCLUSIVE`, a long write) used to fail a stage after
+    MLflow's ~29 s of retries with a long SQLAlchemy traceback; here a write lock is taken and dropped
+    at once (BEGIN IMMEDIATE, sqlite's busy timeout doing the waiting), else one line naming the store.
+    """
+    if not Path(db).exists():
+        return
+    if wait_s is None:
+        wait_s = float(os.environ.get(STORE_LOCK_WAIT_ENV, STORE_LOCK_WAIT_S))
+    start = time.monotonic()
+    con = sqlite3.connect(str(db), timeout=wait_s, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+    except sqlite3.OperationalError as err:
+        waited = time.monotonic() - start
+        if "locked" in str(err) or "busy" in str(err):
+            raise ServiceUnavailable(f"{what} is locked by another process: still locked after {waited:.0f} s "
+                                     f"({STORE_LOCK_WAIT_ENV}={wait_s:g})") from None
+        raise ServiceUnavailable(f"{what} cannot be used: {err}") from None
+    finally:
+        con.close()

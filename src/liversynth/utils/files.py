@@ -5,6 +5,7 @@ A reader never sees half a file, and a file whose write returned survives a cras
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -62,6 +63,9 @@ def write_atomic_dir(folder: Path, write: Callable[[Path], None]) -> None:
         else:
             os.replace(tmp, folder)
         fsync_dir(folder.parent)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _naming(err, folder) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -79,9 +83,20 @@ def write_atomic_file(path: Path, data: bytes | str) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(err, path) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """The same error, saying which file could not be written (ENOSPC from fsync names no file)."""
+    if err.filename is not None:
+        return err
+    why = "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+    return type(err)(err.errno, f"cannot write {path}: {why}", str(path))
 
 
 def write_json(path: Path, payload: Any) -> None:

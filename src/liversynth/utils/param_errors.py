@@ -30,7 +30,7 @@ _TYPE_RULES = {"int_type": "expected an integer", "float_type": "expected a numb
                "bool_type": "expected true or false", "list_type": "expected a list", "tuple_type": "expected a list",
                "dict_type": "expected a mapping", "model_type": "expected a mapping", "missing": "missing a value",
                "too_short": "must not be empty", "string_too_short": "must not be empty",
-               "none_required": "expected null"}
+               "none_required": "expected null", "finite_number": "must be a finite number"}
 _BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than": ("<", "lt"),
            "less_than_equal": ("<=", "le")}
 
