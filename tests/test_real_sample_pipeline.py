@@ -47,7 +47,7 @@ def test_real_sample_profile_runs_end_to_end(tmp_path: Path, prefect_api: str) -
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "copy"], repo, env)
     run([sys.executable, "-m", "liversynth.config", "params.yaml"], repo, env)  # as make run checks it
-    run([sys.executable, "-m", "flows.generate_data"], repo, env)
+    run([sys.executable, "-m", "scripts.generate_data"], repo, env)
     run(["scripts/track_raw_data.sh"], repo, env)
     run(["dvc", "repro"], repo, env)
     metrics = yaml.safe_load((repo / "metrics.json").read_text())
