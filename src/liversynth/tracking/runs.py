@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from liversynth.config import Params
 from liversynth.runtime.machine import machine_record
 from liversynth.tracking.lineage import dvc_data_hash, git_commit
+from liversynth.tracking.store import resolve_artifact_dir, resolve_tracking_uri
 from liversynth.utils.connectivity import check_tracking_store
 from liversynth.utils.files import write_atomic_file
 from liversynth.utils.hashing import fingerprint
@@ -44,15 +45,16 @@ REOPENED_TAG = "liversynth.reopened_from"
 
 
 def setup_mlflow(params: Params) -> str:
-    """Point MLflow at the store (MLFLOW_TRACKING_URI, else params) and return the experiment id."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", params.mlflow.tracking_uri)
+    """Point MLflow at the store (MLFLOW_TRACKING_URI, else params) and return the experiment id.
+    A relative store is the project root's, from any workspace (liversynth.tracking.store)."""
+    uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", params.mlflow.tracking_uri))
     check_tracking_store(uri)  # unreachable or read-only: one line naming the URL, in seconds
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(params.mlflow.experiment)
     if exp is None:
-        artifacts = Path(params.mlflow.artifact_dir).resolve()
+        artifacts = resolve_artifact_dir(params.mlflow.artifact_dir).resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
         exp_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=artifacts.as_uri(),
                                           tags=EXPERIMENT_KIND)
