@@ -33,6 +33,10 @@ def _wait_for_queue(repo: Path, env: dict[str, str], seconds: float) -> str:
 
 def test_two_queued_experiments_log_to_the_one_store(pipeline_repo):
     repo, env, _ = pipeline_repo
+    # An experiment starts from the last commit (plus tracked edits): commit what the run left for git
+    # (dvc.lock, data.dvc, reports), as a user does after `make run`.
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "pipeline results", "--allow-empty"], repo, env)
     for name, ci in EXPERIMENTS.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"evaluate.ci={ci}"], repo, env)
     run(["dvc", "queue", "start", "-j", "2"], repo, env)

@@ -116,7 +116,7 @@ def pipeline_run(params: Params, experiment_id: str) -> str:
     exp = _dvc_exp_tags()
     label = exp.get("dvc.exp_name") or pid
     tags = {"kind": "pipeline", PIPELINE_TAG: pid, "git_commit": git_commit(), "data_dvc_md5": dvc_data_hash(),
-            "dataset": params.data.dataset, **exp}
+            "dataset": params.data.dataset, **exp, **{f"machine.{k}": v for k, v in machine_record().items()}}
     run = client.create_run(experiment_id, run_name=f"pipeline[{label}]", tags=tags)
     items = [Param(k, v) for k, v in flat_params(params).items()]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
@@ -167,10 +167,14 @@ def log_child_run(parent_id: str, name: str, tags: dict[str, str], params: dict[
 
 
 def log_dataset(name: str, source: str, digest: str, context: str, features: Any, targets: Any = None) -> None:
-    """Log a dataset as an input of the active run: name, source path, DVC md5 as digest, schema."""
+    """Log a dataset as an input of the active run: name, source path, DVC md5 as digest, schema.
+    The source is given as a local one: a bare path string matches two registered source types and
+    MLflow warns that it "can be interpreted in multiple ways" on every stage."""
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
     from mlflow.data.numpy_dataset import from_numpy
 
-    dataset = from_numpy(features, source=source, targets=targets, name=name, digest=digest[:36])
+    local = get_dataset_source_from_json(json.dumps({"uri": source}), source_type="local")
+    dataset = from_numpy(features, source=local, targets=targets, name=name, digest=digest[:36])
     mlflow.log_input(dataset, context=context)
 
 
