@@ -26,7 +26,7 @@ def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]
     """Train one generator (variant, seed); weights to models/<variant>/seed<seed>/."""
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
     result = train_essnet(ct, mri, variant_config(cfg, variant), seed=seed,
-                          checkpoint=paths.essnet_checkpoint(variant, seed))
+                          checkpoint=paths.essnet_checkpoint(variant, seed), name=f"{variant} seed={seed}")
     save_weights(result.model.g_ct2mri, paths.generator_path(variant, seed))
     save_weights(result.model, paths.full_model_path(variant, seed))
     return {"variant": variant, "seed": seed, "steps": result.steps_done, "resumed_from": result.resumed_from,
@@ -82,7 +82,7 @@ def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path) -> dict[str, 
     from liversynth.training.unet import train_unet  # here, not at import: generator workers skip MONAI
 
     real, extra, val = unet_data(cell)
-    result = train_unet(real, extra, cell.ratio, cell.cfg, seed=cell.seed, val=val, progress=False,
+    result = train_unet(real, extra, cell.ratio, cell.cfg, seed=cell.seed, val=val, name=f"unet {cell.key}",
                         checkpoint=Path(checkpoint_dir) / f"{cell.file_stem}.pt")
     path = Path(out_dir) / f"{cell.file_stem}.pt"
     save_weights(result.model, path)
