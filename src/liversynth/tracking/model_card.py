@@ -67,7 +67,7 @@ def version_card(kind: str, metrics: dict[str, Any], *, dataset: str, train_pati
                      f"{v.get('iou_seed_std', float('nan')):.4f} |" for arm, v in test.items())
     counts = ", ".join(f"{len(v)} {k}" for k, v in train_patients.items())
     lines = [
-        f"**{_MODELS[kind].split('.')[0]}.**", "",
+        f"**{_MODELS[kind].split('. ')[0]}.**", "",  # the first sentence ("et al., 2025" holds no ". ")
         f"**Trained on** dataset `{dataset}`: {counts} patients "
         f"(ids in tag `data.train_patients`); training run `{training.get('training_run_id', '?')}`, "
         f"synthetic ratio {training.get('ratio', '?')}, seed {training.get('seed', '?')}.",
