@@ -1,5 +1,6 @@
 """Stage `register`: register the U-Net and the CT->MRI generator of this run as one unit; move
-`champion` behind the gate.
+`champion` behind the gate. The U-Net is the mix's when it beats real only by the margin, else the
+real-only one (tracking.registry.supported_arm), so a first run always ends with a champion.
 
 Both are pyfunc models that carry their preprocessing (liversynth.inference.pyfunc), with their
 state_dicts as artifacts; the current champion is loaded weights-only (never unpickled) and re-scored
@@ -27,7 +28,8 @@ from liversynth.inference.pyfunc import log_pyfunc, raw_like
 from liversynth.inference.spec import ModelSpec
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.model_card import model_description, version_card
-from liversynth.tracking.registry import CHAMPION, UnitMember, alias_version, challenge_champion, register_unit
+from liversynth.tracking.registry import (CHAMPION, UnitMember, alias_version, challenge_champion, register_unit,
+                                          supported_arm)
 from liversynth.tracking.runs import reopened_run, stage_run
 from liversynth.models.generator import load_generator
 from liversynth.models.unet import load_unet
@@ -95,7 +97,8 @@ def register_flow() -> dict:
     models = json.loads(paths.UNET_MODELS.read_text())
     metrics = json.loads(paths.METRICS.read_text())
     splits = {k: v["patients"] for k, v in json.loads((paths.PREPARED / "manifest.json").read_text())["splits"].items()}
-    challenger = max((m for m in models if m["arm"] == "mix"), key=lambda m: m["val_iou"])
+    arm = supported_arm(metrics.get("gain_iou"), cfg.margin)  # the mix only when it beats real only
+    challenger = max((m for m in models if m["arm"] == arm), key=lambda m: m["val_iou"])
     test, ct = SliceSet.load(paths.PREPARED / "mri_test"), SliceSet.load(paths.PREPARED / "ct_train")
     train = {"mri": sorted(splits["mri_train"]), "ct": sorted(splits["ct_train"])}
     data = {"train_patients": tuple(f"{m}/{p}" for m, ps in train.items() for p in ps),
@@ -107,7 +110,7 @@ def register_flow() -> dict:
     with stage_run(params, "register", ("register",), unit=unit, on_open=link_run) as run:
         client = MlflowClient()  # after stage_run: it points MLflow at the project's store
         ours = per_patient_iou(load_unet(challenger["path"], params.unet, torch.device("cpu")), test)
-        training = {"training_run_id": challenger["run_id"], "ratio": f"{challenger['ratio']:g}",
+        training = {"training_run_id": challenger["run_id"], "arm": arm, "ratio": f"{challenger.get('ratio', 0):g}",
                     "seed": str(challenger["seed"]), "test_iou": f"{float(np.mean(list(ours.values()))):.6f}",
                     "val_iou": f"{challenger['val_iou']:.6f}"}
         shared = {**{k: v for k, v in run.data.tags.items() if not k.startswith(("mlflow.", "machine.", "liversynth."))},
@@ -119,14 +122,15 @@ def register_flow() -> dict:
         def decide():
             return challenge_champion(client, cfg.unet_name, test, ours, specs["unet"].preprocessing(),
                                       metrics.get("gain_iou"), margin=cfg.margin,
-                                      n_bootstrap=params.evaluate.n_bootstrap, ci=params.evaluate.ci, seed=params.seed)
+                                      n_bootstrap=params.evaluate.n_bootstrap, ci=params.evaluate.ci, seed=params.seed,
+                                      baseline_arm=arm != (metrics.get("gain_iou") or {}).get("arm", "mix"))
 
         members = _members(params, challenger, metrics, splits, test, ct, shared, training, specs)
         versions, decision = register_unit(client, unit, members, decide)
         if not decision.promote:
             get_run_logger().warning("champion not moved: %s (%s)", decision.reason, decision.code)
         mlflow.log_dict(decision.as_tags(), "gate.json")
-        report = {"unet": {"name": cfg.unet_name, "version": versions[cfg.unet_name]},
+        report = {"unet": {"name": cfg.unet_name, "version": versions[cfg.unet_name], "arm": arm},
                   "generator": {"name": cfg.generator_name, "version": versions[cfg.generator_name]},
                   "unit": unit, "promoted": decision.promote, "reason": decision.reason, "code": decision.code,
                   "champion_version": alias_version(client, cfg.unet_name, CHAMPION),

@@ -82,7 +82,8 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -
             mlflow.log_params({**point, "seed": params.tune.seed, "trial": trial.number})
             result = train_unet(real, synthetic if ratio > 0 else None, ratio, cfg, seed=params.tune.seed, val=val,
                                 checkpoint=trial_checkpoint(TRIAL_CHECKPOINTS, study.study_name, point),
-                                on_eval=lambda step, row: mlflow.log_metrics(row, step=step), progress=False)
+                                on_eval=lambda step, row: mlflow.log_metrics(row, step=step),
+                                name=f"trial {trial.number} [{point_label(point)}]")
             if result.resumed_from:
                 mlflow.set_tag("resumed_from_step", str(result.resumed_from))
             val_dice = max(r.get("val_dice", 0.0) for r in result.history)

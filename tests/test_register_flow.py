@@ -19,15 +19,18 @@ from tests.conftest import REPO, blob_slices
 GAIN = {"mean": 0.02, "ci_low": 0.004, "ci_high": 0.03, "n": 2}
 
 
-def _workspace(root: Path, run_id: str) -> None:
+def _workspace(root: Path, run_id: str, gain: dict | None = None) -> None:
     shutil.copy(REPO / "tests/tiny_params.yaml", root / "params.yaml")
     params = Params.from_yaml(root / "params.yaml")
     (root / "models/unet").mkdir(parents=True, exist_ok=True)
-    save_weights(build_unet(params.unet), root / f"models/unet/{run_id}.pt")
-    (root / "models/unet/models.json").write_text(json.dumps(
-        [{"arm": "mix", "val_iou": 0.5, "path": f"models/unet/{run_id}.pt", "run_id": run_id, "ratio": 1.0, "seed": 0}]))
+    models = []
+    for arm, ratio in (("mix", 1.0), ("real_only", 0.0)):
+        save_weights(build_unet(params.unet), root / f"models/unet/{run_id}-{arm}.pt")
+        models.append({"arm": arm, "val_iou": 0.5, "path": f"models/unet/{run_id}-{arm}.pt", "run_id": f"{run_id}-{arm}",
+                       "ratio": ratio, "seed": 0})
+    (root / "models/unet/models.json").write_text(json.dumps(models))
     save_weights(ResnetGenerator(1, 1, params.essnet.ngf, params.essnet.n_blocks), root / "models/essnet/seed0/g_ct2mri.pt")
-    (root / "metrics.json").write_text(json.dumps({"gain_iou": GAIN, "ci": 0.95, "test": {"mix": {"iou": 0.5}}}))
+    (root / "metrics.json").write_text(json.dumps({"gain_iou": gain or GAIN, "ci": 0.95, "test": {"mix": {"iou": 0.5}}}))
     splits = {"ct_train": ["c0", "c1"], "mri_train": ["m9"], "mri_test": ["mri_test-0", "mri_test-1"]}
     blob_slices(6, seed=1, prefix="mri_test-").save(root / "data/prepared/mri_test")
     blob_slices(4, seed=2, prefix="c").save(root / "data/prepared/ct_train")
@@ -41,7 +44,8 @@ def test_register_flow_units_and_refusals(mlflow_store, prefect_api, tmp_path, m
 
     _workspace(tmp_path, "run-1")
     first = register_flow()
-    assert first["promoted"] and first["code"] == "first_beats_baseline"
+    assert first["promoted"] and first["code"] == "first_beats_baseline" and first["unet"]["arm"] == "mix"
+    assert MlflowClient().get_model_version("liversynth-unet", "1").tags["training_run_id"] == "run-1-mix"
     client = MlflowClient()
     for name in ("liversynth-unet", "liversynth-ct2mri"):
         version = client.get_model_version(name, "1")
@@ -62,6 +66,26 @@ def test_register_flow_units_and_refusals(mlflow_store, prefect_api, tmp_path, m
     assert "challenger" in client.get_model_version("liversynth-unet", "2").aliases
     assert str(first["champion_version"]) == str(client.get_model_version_by_alias("liversynth-unet", "champion").version)
     assert json.loads((tmp_path / "reports/registry.json").read_text())["code"] == "champion_unloadable"
+
+
+def test_first_run_without_a_gain_makes_the_real_only_unet_champion(mlflow_store, prefect_api, tmp_path, monkeypatch):
+    """The mix does not beat real only: the real-only U-Net is registered and is champion, its card says
+    so with the comparison, and `liversynth segment`'s default model loads."""
+    monkeypatch.chdir(tmp_path)
+    from flows.register import register_flow
+    from liversynth.inference.loading import load_registered
+
+    _workspace(tmp_path, "run-1", {"arm": "mix", "baseline": "real_only", "mean": -0.01, "ci_low": -0.03,
+                                   "ci_high": 0.01, "n": 2})
+    report = register_flow()
+    assert report["promoted"] and report["code"] == "first_real_only" and report["unet"]["arm"] == "real_only"
+    assert "does not beat the real-only baseline" in report["reason"] and "-0.0100" in report["reason"]
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("liversynth-unet", "champion")
+    assert version.tags["training_run_id"] == "run-1-real_only" and version.tags["arm"] == "real_only"
+    assert "**Arm:** real MRI only" in version.description and "does not beat real only" in version.description
+    assert "champion" in client.get_model_version("liversynth-ct2mri", "1").aliases  # the generator as before
+    assert load_registered("models:/liversynth-unet@champion").spec.kind == "unet"
 
 
 _REOPEN_AND_DIE = """

@@ -141,3 +141,22 @@ def _first_gate_ok():
     from liversynth.tracking.registry import first_gate
 
     return first_gate(GOOD_GAIN, 0.0)
+
+
+def test_first_run_with_the_real_only_unet_makes_it_champion(mlflow_store, box_unet, test_split):
+    """The mix did not clear the margin (`supported_arm` picks real only): the real-only U-Net is the first
+    champion, with the comparison as its reason; a missing gain is still a refusal."""
+    from liversynth.tracking.registry import supported_arm
+
+    low = {"arm": "mix", "baseline": "real_only", "mean": 0.01, "ci_low": -0.002, "ci_high": 0.02}
+    assert supported_arm(low, 0.0) == "real_only" and supported_arm(GOOD_GAIN, 0.0) == "mix"
+    assert supported_arm(GOOD_GAIN, 0.01) == "real_only" and supported_arm(None, 0.0) == "real_only"
+    client = MlflowClient()
+    decision = challenge_champion(client, NAME, test_split, per_patient_iou(box_unet, test_split),
+                                  unet_spec().preprocessing(), low, margin=0.0, n_bootstrap=200, ci=0.95,
+                                  baseline_arm=True)
+    assert decision.promote and decision.code == "first_real_only"
+    assert "CI low -0.0020 <= margin 0" in decision.reason and decision.ci_low == -0.002
+    missing = challenge_champion(client, NAME, test_split, {}, unet_spec().preprocessing(), None, margin=0.0,
+                                 n_bootstrap=200, ci=0.95, baseline_arm=True)
+    assert not missing.promote and missing.code == "no_baseline_gain"

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from liversynth.config import Params
 from liversynth.tracking.registry import lineage, promote
+from liversynth.tracking.store import resolve_tracking_uri
 
 __all__ = ["main"]
 
@@ -23,10 +24,10 @@ DEFAULT_MODELS = {"segment": "models:/liversynth-unet@champion", "translate": "m
 
 def _tracking_uri(uri: str | None) -> str:
     if uri is not None:
-        return uri
+        return resolve_tracking_uri(uri)
     params = Path("params.yaml")
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        Params.from_yaml(params).mlflow.tracking_uri if params.exists() else Params().mlflow.tracking_uri)
+    return resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or (
+        Params.from_yaml(params).mlflow.tracking_uri if params.exists() else Params().mlflow.tracking_uri))
 
 
 def _apply(args: argparse.Namespace, uri: str) -> None:

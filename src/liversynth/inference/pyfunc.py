@@ -51,7 +51,9 @@ class LiversynthModel(PythonModel):
         self.spec = ModelSpec.load(Path(context.artifacts["spec"]))
         self.module = load_weights(self.spec.build_module(), Path(context.artifacts["weights"]))
 
-    def predict(self, context, model_input, params=None):  # untyped, as above; signature set at log time
+    # np.ndarray is a hint MLflow infers no schema from (the signature is set at log time); without a
+    # hint MLflow warns "Add type hints to the `predict` method" on every import of this module.
+    def predict(self, context, model_input: np.ndarray, params=None):
         return predict_slices(self.module, self.spec, np.asarray(model_input, np.float32), params)
 
 

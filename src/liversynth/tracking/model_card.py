@@ -23,8 +23,9 @@ CAVEATS = {
 _GENERAL = "Research use only; not a medical device. Check every mask before any use of it."
 
 _MODELS = {
-    "unet": ("2D MONAI U-Net liver segmenter for MRI (after Rafiq et al., 2025), trained on real MRI mixed with "
-             "EssNet-synthetic MRI made from labelled CT. Input: raw axial MRI slices of one volume; output: a "
+    "unet": ("2D MONAI U-Net liver segmenter for MRI (after Rafiq et al., 2025), trained on real MRI, mixed with "
+             "EssNet-synthetic MRI made from labelled CT when that beats real MRI alone (each version's card "
+             "says which). Input: raw axial MRI slices of one volume; output: a "
              "binary liver mask on the input grid (preprocessing is part of the model)."),
     "ct2mri": ("EssNet (Huo et al., 2018) CT->MRI generator: raw axial CT slices in HU -> MRI-like slices in "
                "[-1, 1] (the network's output range, -1 = background) on the input grid. Used to make the "
@@ -45,6 +46,17 @@ def _interval(d: dict[str, Any] | None, ci: float, scale: float = 100.0, unit: s
             f"{d.get('ci_high', float('nan')) * scale:+.2f}] (paired bootstrap over {d.get('n', '?')} test patients)")
 
 
+_ARMS = {"mix": "real MRI + EssNet-synthetic MRI (the mix)", "real_only": "real MRI only"}
+
+
+def _arm_line(arm: str, metrics: dict[str, Any]) -> str:
+    """Which arm this U-Net is, and the pre-registered comparison that chose it."""
+    gain = metrics.get("gain_iou") or {}
+    why = ("the mix beats real only by the margin" if arm == gain.get("arm", "mix")
+           else "the mix does not beat real only by the margin, so the real-only U-Net is the one the evidence supports")
+    return f"**Arm:** {_ARMS.get(arm, arm)}; chosen because {why} (gain above, tag `gate.reason`)."
+
+
 def version_card(kind: str, metrics: dict[str, Any], *, dataset: str, train_patients: dict[str, list[str]],
                  test_patients: list[str], test_split_hash: str, decision: GateDecision,
                  training: dict[str, str]) -> str:
@@ -55,7 +67,7 @@ def version_card(kind: str, metrics: dict[str, Any], *, dataset: str, train_pati
                      f"{v.get('iou_seed_std', float('nan')):.4f} |" for arm, v in test.items())
     counts = ", ".join(f"{len(v)} {k}" for k, v in train_patients.items())
     lines = [
-        f"**{_MODELS[kind].split('.')[0]}.**", "",
+        f"**{_MODELS[kind].split('. ')[0]}.**", "",  # the first sentence ("et al., 2025" holds no ". ")
         f"**Trained on** dataset `{dataset}`: {counts} patients "
         f"(ids in tag `data.train_patients`); training run `{training.get('training_run_id', '?')}`, "
         f"synthetic ratio {training.get('ratio', '?')}, seed {training.get('seed', '?')}.",
@@ -64,6 +76,7 @@ def version_card(kind: str, metrics: dict[str, Any], *, dataset: str, train_pati
         f"**Tested on** {len(test_patients)} held-out real MRI patients (split hash `{test_split_hash}`).",
         "", "| arm (test, mean over seeds) | IoU | Dice | IoU seed std |", "|---|---|---|---|", arms, "",
         f"**Gain of the synthetic mix over real only:** {_interval(metrics.get('gain_iou'), ci)}.",
+        *([_arm_line(training.get("arm", "mix"), metrics)] if kind == "unet" else []),
         f"This version: validation IoU {training.get('val_iou', '?')}, test IoU {training.get('test_iou', '?')}.",
         f"**Gate:** {'promoted to champion' if decision.promote else 'not promoted'} ({decision.reason}).",
         "", f"**Caveat:** {CAVEATS.get(dataset, 'Trained on your data: the metrics hold for data like its test split only.')}",

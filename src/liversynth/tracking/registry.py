@@ -1,9 +1,12 @@
 """Model-registry policy: who becomes `challenger`, and when `champion` moves.
 
-A new model version always becomes `challenger`. `champion` moves to it only when the paired gain
-in test IoU over the current champion (bootstrapped over test patients) is positive and its lower
-CI bound clears a margin; with no champion yet, when the gain over the real-only baseline
-(metrics.json `gain_iou`) clears it. The decision, its numbers and a reason code are tags on the version.
+The registered U-Net is the best segmenter the pre-registered evidence supports (`supported_arm`): the
+mix's U-Net when metrics.json's primary gain (`gain_iou`, mix minus real only) clears the margin, else
+the real-only U-Net. A new model version always becomes `challenger`. `champion` moves to it only when
+the paired gain in test IoU over the current champion (bootstrapped over test patients) is positive and
+its lower CI bound clears a margin; with no champion yet, the supported arm's U-Net becomes champion
+(`first_beats_baseline` for the mix, `first_real_only` for the real-only U-Net), so the first run always
+ends with a champion. The decision, its numbers and a reason code are tags on the version.
 
 The U-Net and the CT->MRI generator of one pipeline run are one *unit*, keyed by the tag
 `liversynth.unit`: `register_unit` finds existing versions by that tag before creating any, so a
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -26,8 +30,9 @@ from liversynth.evaluation.metrics import paired_bootstrap, per_patient_iou
 from liversynth.inference.loading import load_registered
 
 __all__ = ["CHALLENGER", "CHAMPION", "COMPLETE_TAG", "GateDecision", "LINEAGE_KEYS", "UNIT_TAG", "UnitMember",
-           "alias_version", "apply_decision", "challenge_champion", "decision_from_tags", "find_unit_version", "first_gate", "gate",
-           "lineage", "promote", "refuse", "register_unit"]
+           "alias_version", "apply_decision", "challenge_champion", "decision_from_tags", "find_unit_version", "first_baseline_gate", "first_gate",
+           "gate",
+           "lineage", "promote", "refuse", "register_unit", "supported_arm"]
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 UNIT_TAG, COMPLETE_TAG = "liversynth.unit", "liversynth.unit_complete"
@@ -73,6 +78,26 @@ def first_gate(baseline_gain: dict[str, float] | None, margin: float) -> GateDec
     d = gate(baseline_gain, margin)
     return GateDecision(d.promote, f"no champion yet; over the real-only baseline: {d.reason}", d.gain_mean,
                         d.ci_low, d.ci_high, margin, "first_beats_baseline" if d.promote else "first_not_better")
+
+
+def supported_arm(baseline_gain: dict[str, Any] | None, margin: float) -> str:
+    """The arm whose U-Net is registered: metrics.json `gain_iou`'s arm (the mix) when its gain over the
+    baseline passes `first_gate`, else that baseline (real only): synthetic data that does not help
+    does not make the real-only U-Net any worse a segmenter."""
+    gain = baseline_gain or {}
+    arm, baseline = str(gain.get("arm", "mix")), str(gain.get("baseline", "real_only"))
+    return arm if first_gate(baseline_gain, margin).promote else baseline
+
+
+def first_baseline_gate(baseline_gain: dict[str, Any] | None, margin: float) -> GateDecision:
+    """No champion yet, and the registered U-Net is the baseline's (the mix did not clear the margin):
+    it becomes champion, with the comparison that made it so."""
+    first = first_gate(baseline_gain, margin)
+    if first.code == "no_baseline_gain" or baseline_gain is None:
+        return first
+    d = gate(baseline_gain, margin)
+    return GateDecision(True, f"no champion yet; the mix does not beat the real-only baseline ({d.reason}), so the "
+                        "real-only U-Net is champion", d.gain_mean, d.ci_low, d.ci_high, margin, "first_real_only")
 
 
 def refuse(reason: str, margin: float, code: str) -> GateDecision:
@@ -188,13 +213,14 @@ def register_unit(client: MlflowClient, unit: str, members: Sequence[UnitMember]
 
 def challenge_champion(client: MlflowClient, name: str, test: SliceSet, ours: dict[str, float],
                        preprocessing: dict, baseline_gain: dict[str, float] | None, *, margin: float,
-                       n_bootstrap: int, ci: float, seed: int = 0) -> GateDecision:
-    """The gate's decision for a challenger scoring `ours` (per-patient test IoU) on `test`. Never raises:
-    a champion that cannot be loaded (or is not weights-only: never unpickled), was trained on a test
-    patient, expects other preprocessing, or fails to score is a refusal with its reason."""
+                       n_bootstrap: int, ci: float, seed: int = 0, baseline_arm: bool = False) -> GateDecision:
+    """The gate's decision for a challenger scoring `ours` (per-patient test IoU) on `test`; `baseline_arm`:
+    the challenger is the real-only U-Net (`supported_arm`). Never raises: a champion that cannot be
+    loaded (or is not weights-only: never unpickled), was trained on a test patient, expects other
+    preprocessing, or fails to score is a refusal with its reason."""
     version = alias_version(client, name, CHAMPION)
     if version is None:
-        return first_gate(baseline_gain, margin)
+        return first_baseline_gate(baseline_gain, margin) if baseline_arm else first_gate(baseline_gain, margin)
     try:
         champion = load_registered(f"models:/{name}@{CHAMPION}")
     except Exception as err:  # noqa: BLE001  (any failure to load is the gate's refusal, not a crash)

@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from liversynth.config import Params
 from liversynth.runtime.machine import machine_record
 from liversynth.tracking.lineage import dvc_data_hash, git_commit
+from liversynth.tracking.store import resolve_artifact_dir, resolve_tracking_uri
 from liversynth.utils.connectivity import check_tracking_store
 from liversynth.utils.files import write_atomic_file
 from liversynth.utils.hashing import fingerprint
@@ -45,15 +46,16 @@ REOPENED_TAG = "liversynth.reopened_from"
 
 
 def setup_mlflow(params: Params) -> str:
-    """Point MLflow at the store (MLFLOW_TRACKING_URI, else params) and return the experiment id."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", params.mlflow.tracking_uri)
+    """Point MLflow at the store (MLFLOW_TRACKING_URI, else params) and return the experiment id.
+    A relative store is the project root's, from any workspace (liversynth.tracking.store)."""
+    uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", params.mlflow.tracking_uri))
     check_tracking_store(uri)  # unreachable or read-only: one line naming the URL, in seconds
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(params.mlflow.experiment)
     if exp is None:
-        artifacts = Path(params.mlflow.artifact_dir).resolve()
+        artifacts = resolve_artifact_dir(params.mlflow.artifact_dir).resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
         exp_id = mlflow.create_experiment(params.mlflow.experiment, artifact_location=artifacts.as_uri(),
                                           tags=EXPERIMENT_KIND)
@@ -115,7 +117,7 @@ def pipeline_run(params: Params, experiment_id: str) -> str:
     exp = _dvc_exp_tags()
     label = exp.get("dvc.exp_name") or pid
     tags = {"kind": "pipeline", PIPELINE_TAG: pid, "git_commit": git_commit(), "data_dvc_md5": dvc_data_hash(),
-            "dataset": params.data.dataset, **exp}
+            "dataset": params.data.dataset, **exp, **{f"machine.{k}": v for k, v in machine_record().items()}}
     run = client.create_run(experiment_id, run_name=f"pipeline[{label}]", tags=tags)
     items = [Param(k, v) for k, v in flat_params(params).items()]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
@@ -166,10 +168,14 @@ def log_child_run(parent_id: str, name: str, tags: dict[str, str], params: dict[
 
 
 def log_dataset(name: str, source: str, digest: str, context: str, features: Any, targets: Any = None) -> None:
-    """Log a dataset as an input of the active run: name, source path, DVC md5 as digest, schema."""
+    """Log a dataset as an input of the active run: name, source path, DVC md5 as digest, schema.
+    The source is given as a local one: a bare path string matches two registered source types and
+    MLflow warns that it "can be interpreted in multiple ways" on every stage."""
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
     from mlflow.data.numpy_dataset import from_numpy
 
-    dataset = from_numpy(features, source=source, targets=targets, name=name, digest=digest[:36])
+    local = get_dataset_source_from_json(json.dumps({"uri": source}), source_type="local")
+    dataset = from_numpy(features, source=local, targets=targets, name=name, digest=digest[:36])
     mlflow.log_input(dataset, context=context)
 
 

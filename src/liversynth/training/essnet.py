@@ -130,8 +130,9 @@ class _EssNetStepper:
 def train_essnet(ct: SliceSet, mri_images: np.ndarray, cfg: EssNetConfig, *, seed: int, checkpoint: Path,
                  device: torch.device | None = None,
                  on_log: Callable[[int, dict[str, float]], None] | None = None,
-                 log_every: int = 10, cpu_bf16: bool = False) -> TrainResult:
+                 log_every: int = 10, cpu_bf16: bool = False, name: str = "essnet") -> TrainResult:
     """Train for cfg.steps steps, resuming from `checkpoint` when it holds an earlier state of this run.
+    `name` (variant and seed) heads its progress lines.
 
     `cpu_bf16` trains in bf16 autocast on CPU too (see liversynth.runtime.device.autocast).
     """
@@ -157,7 +158,7 @@ def train_essnet(ct: SliceSet, mri_images: np.ndarray, cfg: EssNetConfig, *, see
         save_state(Path(checkpoint), fp, step, history=history, **run.state())
 
     run.model.train()
-    plan = LoopPlan(cfg.steps, log_every, cfg.checkpoint_every, desc="essnet")
+    plan = LoopPlan(cfg.steps, log_every, cfg.checkpoint_every, desc=name)
     saved_at = run_loop(plan, start, run.step, log, save)
     if saved_at != cfg.steps or state is None and start == cfg.steps:
         save(cfg.steps)

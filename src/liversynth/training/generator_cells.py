@@ -22,7 +22,7 @@ def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]
     """Train one generator (variant, seed); weights to models/<variant>/seed<seed>/."""
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
     result = train_essnet(ct, mri, variant_config(cfg, variant), seed=seed,
-                          checkpoint=paths.essnet_checkpoint(variant, seed))
+                          checkpoint=paths.essnet_checkpoint(variant, seed), name=f"{variant} seed={seed}")
     save_weights(result.model.g_ct2mri, paths.generator_path(variant, seed))
     save_weights(result.model, paths.full_model_path(variant, seed))
     return {"variant": variant, "seed": seed, "steps": result.steps_done, "resumed_from": result.resumed_from,

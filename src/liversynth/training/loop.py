@@ -1,11 +1,14 @@
 """The one resumable training loop both trainings share: restore, step, log, checkpoint, as named pieces.
 
-Progress shows as a bar on a terminal and as a log line every tenth of the run elsewhere (CI, DVC).
+Progress shows as a bar on a terminal and as a log line every tenth of the run elsewhere (CI, DVC,
+worker processes): both name the training (`LoopPlan.desc`: variant and seed, arm and seed, trial) and
+give the step out of the total, the rate and the time left.
 """
 from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ from tqdm.auto import tqdm
 from liversynth.training.checkpoint import load_checkpoint, save_checkpoint
 from liversynth.utils.stage_errors import StageError
 
-__all__ = ["DivergedError", "LoopPlan", "check_finite", "restore", "run_loop", "save_state"]
+__all__ = ["DivergedError", "LoopPlan", "check_finite", "progress_line", "restore", "run_loop", "save_state"]
 
 
 class DivergedError(StageError, FloatingPointError):
@@ -51,8 +54,16 @@ class LoopPlan:
     total: int  # steps the finished training has done
     log_every: int  # call `log` every this many steps and at the last one
     checkpoint_every: int | None = None  # call `save` every this many steps and at the last; None: after each log
-    desc: str = "train"
+    desc: str = "train"  # which training: shown on every progress line
     progress: bool = True
+
+
+def progress_line(desc: str, step: int, total: int, done: int, seconds: float) -> str:
+    """`essnet seed=1: step 60/600 (10%), 2.31 steps/s, 3m54s left`: `done` steps took `seconds`."""
+    rate = done / seconds if seconds > 0 else 0.0
+    left = (total - step) / rate if rate > 0 else float("nan")
+    when = f"{int(left // 60)}m{int(left % 60):02d}s left" if left == left else "time left unknown"
+    return f"{desc}: step {step}/{total} ({step / total:.0%}), {rate:.2f} steps/s, {when}"
 
 
 def run_loop(plan: LoopPlan, start: int, step: Callable[[int], None],
@@ -65,6 +76,7 @@ def run_loop(plan: LoopPlan, start: int, step: Callable[[int], None],
     bar = tqdm(steps, initial=start, total=plan.total, desc=plan.desc, disable=not (plan.progress and tty),
                leave=False)
     tenth = max(1, plan.total // 10)
+    began = time.monotonic()
     for i in bar:
         step(i)
         last = i == plan.total
@@ -79,7 +91,8 @@ def run_loop(plan: LoopPlan, start: int, step: Callable[[int], None],
             save(i)
             saved_at = i
         if plan.progress and not tty and (i % tenth == 0 or last):
-            print(f"{plan.desc}: step {i}/{plan.total}", file=sys.stderr, flush=True)
+            print(progress_line(plan.desc, i, plan.total, i - start, time.monotonic() - began), file=sys.stderr,
+                  flush=True)
     return saved_at
 
 

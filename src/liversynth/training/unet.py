@@ -99,7 +99,8 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
 def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UNetConfig, *,
                seed: int, val: SliceSet | None = None, device: torch.device | None = None,
                on_eval: Callable[[int, dict[str, float]], None] | None = None,
-               progress: bool = True, checkpoint: Path | None = None, cpu_bf16: bool = False) -> UNetResult:
+               progress: bool = True, checkpoint: Path | None = None, cpu_bf16: bool = False,
+               name: str | None = None) -> UNetResult:
     """Train one U-Net for cfg.steps steps; evaluate on `val` every cfg.eval_every steps.
 
     The weights returned are those with the best validation IoU (the last ones without `val`).
@@ -145,7 +146,7 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
                    scheduler=sched.state_dict(), history=result.history, best_val_iou=result.best_val_iou,
                    best_state=best["state"], rng={"sampler": gen.get_state(), "torch": torch.get_rng_state()})
 
-    plan = LoopPlan(cfg.steps, cfg.eval_every, None, desc=f"unet r={ratio:g} s={seed}", progress=progress)
+    plan = LoopPlan(cfg.steps, cfg.eval_every, None, desc=name or f"unet r={ratio:g} s={seed}", progress=progress)
     run_loop(plan, result.resumed_from, step, evaluate, save if checkpoint is not None else None)
     if best["state"] is not None:
         model.load_state_dict(best["state"])

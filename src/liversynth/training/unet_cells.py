@@ -71,7 +71,7 @@ def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path) -> dict[str, 
     from liversynth.training.unet import train_unet  # here, not at import: generator workers skip MONAI
 
     real, extra, val = unet_data(cell)
-    result = train_unet(real, extra, cell.ratio, cell.cfg, seed=cell.seed, val=val, progress=False,
+    result = train_unet(real, extra, cell.ratio, cell.cfg, seed=cell.seed, val=val, name=f"unet {cell.key}",
                         checkpoint=Path(checkpoint_dir) / f"{cell.file_stem}.pt")
     path = Path(out_dir) / f"{cell.file_stem}.pt"
     save_weights(result.model, path)
