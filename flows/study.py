@@ -19,6 +19,7 @@ from flows.common import load_params, stage_run, with_workers
 from flows.train_unet import log_unet_runs, train_cells
 from liversynth import paths
 from liversynth.config import Params
+from liversynth.data.oracle_set import oracle_absent_reason
 from liversynth.data.slice_set import SliceSet, split_sha256
 from liversynth.evaluation import plots
 from liversynth.evaluation.comparison import check_test_split, compare_arms
@@ -33,7 +34,7 @@ from liversynth.utils.hashing import fingerprint
 CHECKPOINTS = paths.CHECKPOINTS / "study"
 # The gains plotted against the number of labelled patients (all are in metrics.json).
 PLOTTED = {"gain_iou": "EssNet mix", "gain_iou_cyclegan": "CycleGAN mix", "gain_iou_ct": "raw CT mix",
-           "gain_iou_histmatch": "histogram-matched CT mix"}
+           "gain_iou_histmatch": "histogram-matched CT mix", "gain_iou_oracle": "oracle mix (the ceiling)"}
 
 
 def _summarise(params: Params, models: list[dict], registered: bool) -> dict[str, Any]:
@@ -53,24 +54,27 @@ def study_flow() -> dict:
     tune = json.loads(paths.TUNE_RESULT.read_text())
     test_hash = split_sha256(paths.PREPARED / "mri_test")
     registered = check_test_split(params.evaluate, test_hash)
+    oracle = oracle_absent_reason(params.data.dataset) is None  # the ceiling at every count, phantom only
     cells = [c for n in params.study.labelled_counts
-             for c in benchmark_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds, n)]
+             for c in benchmark_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds, n, oracle)]
     key = fingerprint(params.section("unet"), params.section("study"), params.evaluate.seeds, params.essnet.seeds,
-                      tune, lock_hash(paths.synthetic_root("essnet")), lock_hash(paths.PREPARED))
+                      tune, lock_hash(paths.synthetic_root("essnet")), lock_hash(paths.PREPARED),
+                      lock_hash(paths.ORACLE) if oracle else None)
     start = lambda run_id: stage_run(params, "study", ("study", "unet"), run_id)  # noqa: E731
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "study.mlflow_run", key, start) as parent:
         results = train_cells(params, cells, paths.STUDY_MODELS, CHECKPOINTS)
         models = log_unet_runs(parent, "study", cells, results)
         by_count = _summarise(params, models, registered)
-        rows = [{"labelled": int(n), **{k: 100 * c[k]["mean"] for k in PLOTTED},
-                 **{f"{k}_ci_low": 100 * c[k]["ci_low"] for k in PLOTTED},
-                 **{f"{k}_ci_high": 100 * c[k]["ci_high"] for k in PLOTTED},
+        plotted = [k for k in PLOTTED if all(k in c for c in by_count.values())]  # the ceiling: phantom only
+        rows = [{"labelled": int(n), **{k: 100 * c[k]["mean"] for k in plotted},
+                 **{f"{k}_ci_low": 100 * c[k]["ci_low"] for k in plotted},
+                 **{f"{k}_ci_high": 100 * c[k]["ci_high"] for k in plotted},
                  **{f"{arm}_iou": v["iou"] for arm, v in c["test"].items()}} for n, c in by_count.items()]
         for row in rows:
             mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "labelled"}, step=int(row["labelled"]))
         figure = plots.gain_vs_labelled({label: [{"labelled": int(n), **c[k]} for n, c in by_count.items()]
-                                         for k, label in PLOTTED.items()}, paths.STUDY_GAIN_FIGURE)
+                                         for k, label in PLOTTED.items() if k in plotted}, paths.STUDY_GAIN_FIGURE)
         mlflow.log_artifact(str(figure), "figures")
     metrics = {"labelled_counts": list(params.study.labelled_counts), "by_labelled": by_count,
                "seeds": list(params.evaluate.seeds), "generator_seeds": list(params.essnet.seeds),

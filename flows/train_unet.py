@@ -1,6 +1,7 @@
 """Stage `train_unet`: U-Nets per seed for every arm of liversynth.training.arms: real MRI only (with its
 own tuned lr/steps), real + EssNet-synthetic MRI at the tuned ratio, and the controls (CycleGAN
-synthetic, raw CT, histogram-matched CT, synthetic only) with the mix's settings.
+synthetic, raw CT, histogram-matched CT, synthetic only) with the mix's settings; on the phantom also the
+oracle arms (real + oracle translation, oracle only: data/oracle), the ceiling of what translation can add.
 
 All arms share seeds and augmentation, so their test scores can be compared patient by patient. U-Net
 seed i of a synthetic arm trains on generator seed i (`essnet.seeds`). The cells train at once in
@@ -24,6 +25,7 @@ from prefect import flow
 from flows.common import grid_map, load_params, stage_run, with_workers
 from liversynth import paths
 from liversynth.config import Params
+from liversynth.data.oracle_set import oracle_absent_reason
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
 from liversynth.training.arms import arm, unet_arms
@@ -89,6 +91,8 @@ class _CellInputs:
             if spec.source in paths.VARIANTS and cell.generator_seed is not None:
                 sets.append((f"synthetic_{spec.source}", paths.synthetic_dir(spec.source, cell.generator_seed),
                              lock_hash(paths.synthetic_root(spec.source)), "training", slices))
+            elif spec.source == "oracle":
+                sets.append(("source_oracle", paths.ORACLE, lock_hash(paths.ORACLE), "training", slices))
             else:
                 sets.append((f"source_{spec.source}", paths.PREPARED / "ct_train", self.prepared, "training",
                              slices))
@@ -105,11 +109,12 @@ def history_rows(results: list[dict]) -> list[dict]:
 def train_unet_flow() -> list[dict]:
     params = load_params()
     tune = json.loads(paths.TUNE_RESULT.read_text())
+    oracle = oracle_absent_reason(params.data.dataset) is None
     cells = benchmark_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds,
-                            params.unet.labelled_patients)
+                            params.unet.labelled_patients, oracle)
     synthetic_md5 = lock_hash(paths.synthetic_root("essnet"))
     key = fingerprint(params.section("unet"), params.evaluate.seeds, params.essnet.seeds, tune, synthetic_md5,
-                      lock_hash(paths.PREPARED))
+                      lock_hash(paths.PREPARED), lock_hash(paths.ORACLE) if oracle else None)
     start = lambda run_id: stage_run(params, "train_unet", ("unet",), run_id, synthetic_md5=synthetic_md5)  # noqa: E731
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "train_unet.mlflow_run", key, start) as parent:
@@ -118,7 +123,7 @@ def train_unet_flow() -> list[dict]:
     history = history_rows(results)
     write_json(paths.UNET_MODELS, models)
     write_csv(paths.UNET_HISTORY, history, HISTORY_FIELDS)
-    arms = list(unet_arms(float(tune["best_ratio"])))
+    arms = list(unet_arms(float(tune["best_ratio"]), oracle))
     write_csv(paths.UNET_VAL_IOU, wide_means(history, "step", "arm", "val_iou", arms), ["step", *arms])
     # Finished: a later run must start fresh, not "resume" into other data or params.
     shutil.rmtree(CHECKPOINTS, ignore_errors=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "CHECKPOINTS", "DATA_DVC", "MAKE_RUN", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
+    "CHECKPOINTS", "DATA_DVC", "ORACLE", "MAKE_RUN", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
     "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
     "UNET_DIR", "UNET_HISTORY", "UNET_VAL_IOU", "PER_PATIENT_IOU", "DATA_DOCS", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
     "full_model_path", "generator_dir", "generator_path", "synthetic_root", "STUDY_DIR", "STUDY_MODELS",
@@ -24,6 +24,8 @@ DATA_DVC = Path("data.dvc")
 DOWNLOADS = Path("data/downloads")
 REAL_SAMPLE_SHA256 = Path("data/real_sample.sha256")
 PREPARED = Path("data/prepared")
+# Phantom only: each CT patient's own anatomy rendered as MRI (data/oracle.py); elsewhere oracle.json says why not.
+ORACLE = Path("data/oracle")
 REPORTS = Path("reports")
 FIGURES = REPORTS / "figures"
 VALIDATION = REPORTS / "validation.json"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +25,15 @@ from liversynth.data.anatomy import CohortShift, draw_anatomy
 from liversynth.data.phantom import SLICE_THICKNESS_MM, patient_rng, render_mri, to_label
 from liversynth.data.prepare import to_network_slices
 from liversynth.data.readers import Volume
+from liversynth.data.oracle_set import OracleSlices, load_oracle, oracle_absent_reason, save_oracle
 from liversynth.data.slice_set import SliceSet
 
-__all__ = ["ORACLE_STREAM", "OracleSlices", "oracle_for", "oracle_slices"]
+__all__ = ["ORACLE_STREAM", "OracleSlices", "load_oracle", "oracle_absent_reason", "oracle_for", "oracle_slices",
+           "save_oracle"]
 
 # patient_rng streams 0 (anatomy), 1 (render) and 2 (MRI cohort shift) are taken by phantom.py.
 ORACLE_STREAM = 7
 _CT_NAME = re.compile(r"ct(\d{3,})")
-
-
-@dataclass(frozen=True)
-class OracleSlices:
-    """The oracle as slices: a SliceSet's arrays plus the phantom tissue class of every pixel."""
-
-    images: np.ndarray  # float32 (N, 1, H, W) in [-1, 1], normalised like prepared MRI
-    labels: np.ndarray  # uint8 (N, H, W), 1 = liver: the CT patient's own label
-    tissue: np.ndarray  # uint8 (N, H, W), phantom Tissue values on the same grid
-    patients: np.ndarray  # str (N,), the CT patient ids
-
-    def slice_set(self) -> SliceSet:
-        return SliceSet(self.images, self.labels, self.patients)
-
-    def __len__(self) -> int:
-        return len(self.images)
 
 
 def oracle_slices(phantom: PhantomConfig, prepare: PrepareConfig, patients: Sequence[str] | None = None,
@@ -96,3 +81,4 @@ def _patient(phantom: PhantomConfig, prepare: PrepareConfig, name: str,
     image, liver = to_network_slices(volume((to_label(tissue) == 1).astype(np.uint8)), prepare, spacing_mm)
     _, tissue_map = to_network_slices(volume(tissue.astype(np.uint8)), prepare, spacing_mm)
     return image.astype(np.float32), liver.astype(np.uint8), tissue_map.astype(np.uint8)
+

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.stats import spearmanr
 
-from liversynth.data.oracle import OracleSlices
+from liversynth.data.oracle_set import OracleSlices
 from liversynth.data.slice_set import SliceSet
 
 __all__ = ["FIDELITY_KEYS", "body_mask", "fidelity", "masked_ssim"]

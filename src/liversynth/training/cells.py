@@ -67,6 +67,8 @@ def unet_data(cell: UNetCell) -> tuple[SliceSet, SliceSet | None, SliceSet]:
         source = SliceSet.load(paths.synthetic_dir(spec.source, cell.generator_seed))
     elif spec.source == "ct":
         source = SliceSet.load(paths.PREPARED / "ct_train")
+    elif spec.source == "oracle":
+        source = SliceSet.load(paths.ORACLE)  # aligned with ct_train, CT labels kept
     elif spec.source == "histmatch":
         from liversynth.synthesis.controls import histogram_matched  # here: MONAI is slow to import
 
@@ -93,10 +95,11 @@ def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path) -> dict[str, 
 
 
 def benchmark_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int, ...],
-                    generator_seeds: tuple[int, ...], labelled: int | None) -> list[UNetCell]:
+                    generator_seeds: tuple[int, ...], labelled: int | None, oracle: bool = False) -> list[UNetCell]:
     """Every arm x U-Net seed. The real-only baseline trains with its own tuned lr/steps, every other
     arm with the mix's (ratio, lr, steps) tuned for EssNet. U-Net seed i of an arm with a synthetic
-    source trains on generator seed i (or the only one): each replicate redraws both randomnesses."""
+    source trains on generator seed i (or the only one): each replicate redraws both randomnesses.
+    `oracle`: add the oracle arms (phantom only), trained with the mix's settings like every control."""
     mix = cfg.model_copy(update={"lr": float(tune.get("mix", {}).get("lr", cfg.lr)),
                                  "steps": int(tune.get("mix", {}).get("steps", cfg.steps))})
     base = cfg.model_copy(update={"lr": float(tune.get("baseline", {}).get("lr", cfg.lr)),
@@ -104,7 +107,7 @@ def benchmark_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int
     ratio = float(tune["best_ratio"])
     cells = []
     for i, seed in enumerate(unet_seeds):
-        for spec, r in unet_arms(ratio).values():
+        for spec, r in unet_arms(ratio, oracle).values():
             gen = generator_seeds[i % len(generator_seeds)] if spec.source in paths.VARIANTS else None
             cells.append(UNetCell(spec.name, seed, gen, r, base if spec.name == "real_only" else mix, labelled))
     return cells
