@@ -6,13 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from liversynth.config import check_file
 from liversynth.data.oracle import oracle_for, oracle_slices
 from liversynth.data.phantom import write_phantom
 from liversynth.data.prepare import prepare_dataset
-from liversynth.data.slice_set import SliceSet
-from liversynth.synthesis.fidelity import fidelity
+from liversynth.data.slice_set import SliceSet, translation_mri
+from liversynth.synthesis.fidelity import FIDELITY_KEYS, fidelity, generator_fidelity
+from liversynth.training.essnet import train_essnet
 
 TINY = Path(__file__).parent / "tiny_params.yaml"
 
@@ -95,3 +97,32 @@ def test_fidelity_is_fast_at_one_thread():
     start = time.perf_counter()
     fidelity(fake, oracle)
     assert time.perf_counter() - start < 1.0
+
+
+def test_fidelity_at_checkpoints_leaves_training_unchanged_and_survives_resume(tiny, tmp_path):
+    params, prepared = tiny
+    ct = SliceSet.load(prepared / "ct_train")
+    mri = translation_mri(prepared)
+    oracle = oracle_for(ct, params.phantom, params.prepare)
+    cfg = params.essnet.model_copy(update={"steps": 4, "checkpoint_every": 2})
+    cpu = torch.device("cpu")
+
+    def probe(step: int, model) -> dict[str, float]:
+        return generator_fidelity(model.g_ct2mri, ct, oracle)
+
+    plain = train_essnet(ct, mri, cfg, seed=0, checkpoint=tmp_path / "a.pt", device=cpu)
+    probed = train_essnet(ct, mri, cfg, seed=0, checkpoint=tmp_path / "b.pt", device=cpu, on_checkpoint=probe)
+    a, b = plain.model.state_dict(), probed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [p["step"] for p in probed.checkpoints] == [2, 4] and plain.checkpoints == []
+    assert all(set(FIDELITY_KEYS) <= set(p) for p in probed.checkpoints)
+
+    def crash(step: int, _: dict) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_essnet(ct, mri, cfg, seed=0, checkpoint=tmp_path / "c.pt", device=cpu, on_checkpoint=probe,
+                     on_log=crash, log_every=1)
+    resumed = train_essnet(ct, mri, cfg, seed=0, checkpoint=tmp_path / "c.pt", device=cpu, on_checkpoint=probe)
+    assert resumed.resumed_from == 2 and resumed.checkpoints == probed.checkpoints

@@ -11,7 +11,7 @@ __all__ = [
     "CHECKPOINTS", "DATA_DVC", "ORACLE", "MAKE_RUN", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
     "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
     "UNET_DIR", "UNET_HISTORY", "UNET_VAL_IOU", "PER_PATIENT_IOU", "DATA_DOCS", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
-    "full_model_path", "generator_dir", "generator_path", "synthetic_root", "STUDY_DIR", "STUDY_MODELS",
+    "full_model_path", "generator_dir", "generator_path", "generator_step_path", "variant_fidelity", "synthetic_root", "STUDY_DIR", "STUDY_MODELS",
     "STUDY_METRICS", "STUDY_RUN", "STUDY_GAIN_CSV", "STUDY_GAIN_FIGURE", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
     "variant_grid", "variant_history", "variant_losses", "EVALUATE_FIGURES",
     "SEGMENT_DEMO", "SEGMENT_DEMO_FIGURE", "SEGMENT_DEMO_MASK",
@@ -46,7 +46,7 @@ MAKE_RUN = REPORTS / "make_run.json"  # wall time of the `make run` that produce
 SEGMENT_DEMO = REPORTS / "segment_demo.json"
 SEGMENT_DEMO_MASK = REPORTS / "segment_demo_mask.nii.gz"
 SEGMENT_DEMO_FIGURE = FIGURES / "segment_demo.png"
-EVALUATE_FIGURES = {name: FIGURES / f"{name}.png" for name in ("iou_vs_ratio", "gain", "unet_val_iou", "arms")}
+EVALUATE_FIGURES = {name: FIGURES / f"{name}.png" for name in ("iou_vs_ratio", "gain", "unet_val_iou", "arms", "fidelity")}
 # The study (study/dvc.yaml): every arm at several numbers of labelled patients.
 STUDY_DIR = REPORTS / "study"
 STUDY_MODELS = Path("models/study_unet")
@@ -69,6 +69,16 @@ def generator_path(variant: str, seed: int) -> Path:
 
 def full_model_path(variant: str, seed: int) -> Path:
     return generator_dir(variant) / f"seed{seed}" / "essnet.pt"
+
+
+def generator_step_path(variant: str, seed: int, step: int) -> Path:
+    """The generator as it was at checkpoint `step` (inside the variant's output): the budget axis."""
+    return generator_dir(variant) / f"seed{seed}" / f"g_ct2mri_step{step}.pt"
+
+
+def variant_fidelity(variant: str) -> Path:
+    """Fidelity against the oracle at every checkpoint of every seed (phantom only; empty elsewhere)."""
+    return REPORTS / f"{variant}_fidelity.csv"
 
 
 def variant_grid(variant: str) -> Path:

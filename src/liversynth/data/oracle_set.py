@@ -31,6 +31,9 @@ class OracleSlices:
     def slice_set(self) -> SliceSet:
         return SliceSet(self.images, self.labels, self.patients)
 
+    def select(self, index: np.ndarray) -> "OracleSlices":
+        return OracleSlices(self.images[index], self.labels[index], self.tissue[index], self.patients[index])
+
     def __len__(self) -> int:
         return len(self.images)
 

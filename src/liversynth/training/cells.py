@@ -14,7 +14,10 @@ from typing import Any
 
 from liversynth import paths
 from liversynth.config import EssNetConfig, UNetConfig
+from liversynth.data.oracle_set import load_oracle
 from liversynth.data.slice_set import SliceSet, first_patients, translation_mri
+from liversynth.models.essnet import EssNet
+from liversynth.synthesis.fidelity import generator_fidelity, probe_index
 from liversynth.training.arms import arm, unet_arms
 from liversynth.training.checkpoint import save_weights
 from liversynth.training.essnet import train_essnet, variant_config
@@ -23,14 +26,25 @@ __all__ = ["UNetCell", "benchmark_cells", "generator_cell", "unet_cell", "unet_d
 
 
 def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]:
-    """Train one generator (variant, seed); weights to models/<variant>/seed<seed>/."""
+    """Train one generator (variant, seed); weights to models/<variant>/seed<seed>/, also as they were at
+    every checkpoint. Where there is an oracle (phantom), every checkpoint scores the generator's fidelity
+    against it ("fidelity" in the result)."""
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
+    oracle = load_oracle(paths.ORACLE) if paths.ORACLE.exists() else None
+    probe = probe_index(len(ct))
+
+    def at_checkpoint(step: int, model: EssNet) -> dict[str, float]:
+        save_weights(model.g_ct2mri, paths.generator_step_path(variant, seed, step))
+        if oracle is None:
+            return {}
+        return generator_fidelity(model.g_ct2mri, ct.select(probe), oracle.select(probe))
+
     result = train_essnet(ct, mri, variant_config(cfg, variant), seed=seed,
-                          checkpoint=paths.essnet_checkpoint(variant, seed))
+                          checkpoint=paths.essnet_checkpoint(variant, seed), on_checkpoint=at_checkpoint)
     save_weights(result.model.g_ct2mri, paths.generator_path(variant, seed))
     save_weights(result.model, paths.full_model_path(variant, seed))
     return {"variant": variant, "seed": seed, "steps": result.steps_done, "resumed_from": result.resumed_from,
-            "history": result.history}
+            "history": result.history, "fidelity": [p for p in result.checkpoints if len(p) > 1]}
 
 
 @dataclass(frozen=True)
