@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from liversynth.config import EvaluateConfig
+from liversynth.evaluation.ceiling import ceiling_lines, convergence
 from liversynth.evaluation.comparison import compare_arms
 from liversynth.evaluation.intervals import share_of_ceiling
 
@@ -71,3 +72,36 @@ def test_shared_resamples_make_a_correlated_share_tight() -> None:
     assert independent["ci_high"] - independent["ci_low"] > 0.2
     with pytest.raises(ValueError, match="same"):
         share_of_ceiling(np.zeros((3, 8)), np.zeros((2, 8)), 10, 0.95)
+
+
+def _fidelity_rows(rise_per_step: float, seeds: int = 3, steps: int = 600, every: int = 100) -> list[dict]:
+    """SSIM that rises fast, then by `rise_per_step` per step over the second half."""
+    return [{"seed": float(s), "step": float(t), "ssim": min(t, 300) * 1e-3 + max(t - 300, 0) * rise_per_step + s * 0.01,
+             "psnr": 15.0, "mae": 0.2, "contrast_rank": 0.9} for s in range(seeds) for t in range(every, steps + 1, every)]
+
+
+def test_convergence_slope_over_the_last_quarter() -> None:
+    flat = convergence(_fidelity_rows(0.0), 600, 0.02)
+    assert flat["converged_seeds"] == 3 and abs(flat["slope_ssim_per_1000_steps_mean"]) < 1e-9
+    assert flat["per_seed"]["0"]["tail_steps"] == [500, 600] and flat["per_seed"]["2"]["checkpoints"] == 6
+    rising = convergence(_fidelity_rows(1e-4), 600, 0.02)  # +0.1 SSIM per 1000 steps
+    assert rising["converged_seeds"] == 0
+    assert rising["slope_ssim_per_1000_steps_mean"] == pytest.approx(0.1)
+    assert rising["final_mean"]["ssim"] == pytest.approx(0.3 + 0.03 + 0.01)
+
+
+def test_ceiling_sentences() -> None:
+    result = compare_arms(_table(np.random.default_rng(0), 0.04, 0.02, -0.01), EvaluateConfig(n_bootstrap=500),
+                          seed=0, registered=False)
+    metrics = {"oracle": {"available": True, "reason": None}, "ceiling": result["ceiling"],
+               "share_of_ceiling": result["share_of_ceiling"],
+               "fidelity": {"essnet": convergence(_fidelity_rows(1e-4), 600, 0.02)}}
+    text = " ".join(ceiling_lines(metrics))
+    assert "A perfect translator adds" in text and "EssNet reaches" in text and "CycleGAN reaches" in text
+    assert "had not converged" in text
+    flat = compare_arms(_table(np.random.default_rng(1), 0.0, 0.0, 0.0, sd=0.03), EvaluateConfig(n_bootstrap=500),
+                        seed=0, registered=False)
+    text = " ".join(ceiling_lines({**metrics, "ceiling": flat["ceiling"]}))
+    assert "cannot show a translator's value" in text and "A perfect translator" not in text
+    absent = ceiling_lines({"oracle": {"available": False, "reason": "data.dataset is 'nifti': no oracle"}})
+    assert "nifti" in absent[0]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from liversynth.evaluation.ceiling import ceiling_lines
 from liversynth.evaluation.report import ARM_NAMES, headline, machine_line, verdict
 
-__all__ = ["block_names", "render_reproducibility", "render_results", "render_study", "replace_block"]
+__all__ = ["block_names", "render_ceiling", "render_reproducibility", "render_results", "render_study",
+           "replace_block"]
 
 _BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+)[^>]*-->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
                     re.S)
@@ -63,6 +65,11 @@ def render_results(metrics: dict[str, Any], tune: dict[str, Any], make_run: dict
     lines += ["", _tuning_line(metrics, tune) + f" Intervals: {gains[0][1]['method']}. "
                   f"Test split sha256 `{metrics['test_split_sha256'][:16]}...`."]
     return "\n".join(lines) + "\n"
+
+
+def render_ceiling(metrics: dict[str, Any]) -> str:
+    """The ceiling, the translators' shares of it and their convergence (metrics.json; phantom only)."""
+    return "\n\n".join(ceiling_lines(metrics)) + "\n"
 
 
 def _tuning_line(metrics: dict[str, Any], tune: dict[str, Any]) -> str:
