@@ -64,7 +64,7 @@ def train_essnet_flow() -> dict:
             write_csv(paths.variant_history(variant), history, ["seed", "step", *LOSS_KEYS])
             fidelity = [{"seed": r["seed"], **row} for r in results if r["variant"] == variant
                         for row in r["fidelity"]]
-            write_csv(paths.variant_fidelity(variant), fidelity, ["seed", "step", *FIDELITY_KEYS])
+            write_csv(paths.variant_fidelity(variant), fidelity, ["seed", "step", *FIDELITY_KEYS, "cpu_s"])
             for figure in _figures(history, ct, mri, params, variant):
                 mlflow.log_artifact(str(figure), "figures")
     # Finished cleanly: a later run must start fresh, not "resume" into different data.

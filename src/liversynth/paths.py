@@ -12,7 +12,7 @@ __all__ = [
     "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
     "UNET_DIR", "UNET_HISTORY", "UNET_VAL_IOU", "PER_PATIENT_IOU", "DATA_DOCS", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
     "full_model_path", "generator_dir", "generator_path", "generator_step_path", "variant_fidelity", "synthetic_root", "STUDY_DIR", "STUDY_MODELS",
-    "STUDY_METRICS", "STUDY_RUN", "STUDY_GAIN_CSV", "STUDY_GAIN_FIGURE", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
+    "STUDY_METRICS", "STUDY_RUN", "STUDY_BUDGET_DATA", "STUDY_BUDGET_CSV", "STUDY_BUDGET_FIGURE", "budget_synthetic_dir", "STUDY_GAIN_CSV", "STUDY_GAIN_FIGURE", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
     "variant_grid", "variant_history", "variant_losses", "EVALUATE_FIGURES",
     "SEGMENT_DEMO", "SEGMENT_DEMO_FIGURE", "SEGMENT_DEMO_MASK",
 ]
@@ -53,6 +53,9 @@ STUDY_MODELS = Path("models/study_unet")
 STUDY_METRICS = STUDY_DIR / "metrics.json"
 STUDY_GAIN_CSV = STUDY_DIR / "gain_vs_labelled.csv"  # wide: labelled patients, one gain column per arm
 STUDY_GAIN_FIGURE = STUDY_DIR / "gain_vs_labelled.png"
+STUDY_BUDGET_DATA = Path("data/study_budget")  # synthetic MRI from the generators at the budget steps
+STUDY_BUDGET_CSV = STUDY_DIR / "budget.csv"  # per budget step: CPU-minutes, fidelity, EssNet gain, share of ceiling
+STUDY_BUDGET_FIGURE = STUDY_DIR / "budget.png"
 STUDY_RUN = STUDY_DIR / "make_study.json"  # wall time of the `make study` that produced it (not a stage output)
 # Training state outside DVC's outputs (DVC deletes outputs before a stage reruns).
 CHECKPOINTS = Path(".checkpoints")
@@ -74,6 +77,10 @@ def full_model_path(variant: str, seed: int) -> Path:
 def generator_step_path(variant: str, seed: int, step: int) -> Path:
     """The generator as it was at checkpoint `step` (inside the variant's output): the budget axis."""
     return generator_dir(variant) / f"seed{seed}" / f"g_ct2mri_step{step}.pt"
+
+
+def budget_synthetic_dir(variant: str, seed: int, step: int) -> Path:
+    return STUDY_BUDGET_DATA / variant / f"seed{seed}" / f"step{step}"
 
 
 def variant_fidelity(variant: str) -> Path:

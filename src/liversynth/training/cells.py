@@ -8,6 +8,7 @@ never on which worker ran it or what ran there before (tests/test_grid.py).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,22 +23,34 @@ from liversynth.training.arms import arm, unet_arms
 from liversynth.training.checkpoint import save_weights
 from liversynth.training.essnet import train_essnet, variant_config
 
-__all__ = ["UNetCell", "benchmark_cells", "generator_cell", "unet_cell", "unet_data"]
+__all__ = ["BUDGET_FRACTIONS", "UNetCell", "benchmark_cells", "budget_steps", "generator_cell", "unet_cell", "unet_data"]
+
+
+BUDGET_FRACTIONS = (0.25, 0.5, 1.0)  # the study's translator-budget axis: these shares of essnet.steps
+
+
+def budget_steps(cfg: EssNetConfig) -> tuple[int, ...]:
+    """The checkpoint steps of the budget axis: each fraction of cfg.steps, rounded up to a checkpoint."""
+    every = cfg.checkpoint_every
+    return tuple(sorted({min(cfg.steps, -(-int(round(f * cfg.steps)) // every) * every) for f in BUDGET_FRACTIONS}))
 
 
 def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]:
     """Train one generator (variant, seed); weights to models/<variant>/seed<seed>/, also as they were at
-    every checkpoint. Where there is an oracle (phantom), every checkpoint scores the generator's fidelity
-    against it ("fidelity" in the result)."""
+    the budget steps (`budget_steps`). Where there is an oracle (phantom), every checkpoint scores the
+    generator's fidelity against it, with the CPU seconds this process had spent ("fidelity" in the
+    result; a resumed run counts only its own process's time)."""
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
     oracle = load_oracle(paths.ORACLE) if paths.ORACLE.exists() else None
-    probe = probe_index(len(ct))
+    probe, budget, cpu0 = probe_index(len(ct)), budget_steps(cfg), time.process_time()
 
     def at_checkpoint(step: int, model: EssNet) -> dict[str, float]:
-        save_weights(model.g_ct2mri, paths.generator_step_path(variant, seed, step))
+        cpu_s = time.process_time() - cpu0
+        if step in budget:
+            save_weights(model.g_ct2mri, paths.generator_step_path(variant, seed, step))
         if oracle is None:
             return {}
-        return generator_fidelity(model.g_ct2mri, ct.select(probe), oracle.select(probe))
+        return {**generator_fidelity(model.g_ct2mri, ct.select(probe), oracle.select(probe)), "cpu_s": cpu_s}
 
     result = train_essnet(ct, mri, variant_config(cfg, variant), seed=seed,
                           checkpoint=paths.essnet_checkpoint(variant, seed), on_checkpoint=at_checkpoint)
@@ -58,12 +71,14 @@ class UNetCell:
     ratio: float
     cfg: UNetConfig
     labelled: int | None = None
+    generator_step: int | None = None  # the study's budget axis: the generator as it was at this step
 
     @property
     def key(self) -> str:
         gen = "" if self.generator_seed is None else f" gen={self.generator_seed}"
         n = "" if self.labelled is None else f" n={self.labelled}"
-        return f"{self.arm} seed={self.seed}{gen}{n}"
+        at = "" if self.generator_step is None else f" step={self.generator_step}"
+        return f"{self.arm} seed={self.seed}{gen}{n}{at}"
 
     @property
     def file_stem(self) -> str:
@@ -78,7 +93,8 @@ def unet_data(cell: UNetCell) -> tuple[SliceSet, SliceSet | None, SliceSet]:
     source: SliceSet | None = None
     if spec.source in paths.VARIANTS:
         assert cell.generator_seed is not None, f"{cell.key}: a synthetic arm needs its generator seed"
-        source = SliceSet.load(paths.synthetic_dir(spec.source, cell.generator_seed))
+        source = SliceSet.load(paths.synthetic_dir(spec.source, cell.generator_seed) if cell.generator_step is None
+                               else paths.budget_synthetic_dir(spec.source, cell.generator_seed, cell.generator_step))
     elif spec.source == "ct":
         source = SliceSet.load(paths.PREPARED / "ct_train")
     elif spec.source == "oracle":
@@ -103,7 +119,7 @@ def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path) -> dict[str, 
     path = Path(out_dir) / f"{cell.file_stem}.pt"
     save_weights(result.model, path)
     record = {"arm": cell.arm, "seed": cell.seed, "generator_seed": cell.generator_seed, "ratio": cell.ratio,
-              "labelled": cell.labelled, "lr": cell.cfg.lr, "steps": cell.cfg.steps, "path": str(path),
+              "labelled": cell.labelled, "generator_step": cell.generator_step, "lr": cell.cfg.lr, "steps": cell.cfg.steps, "path": str(path),
               "val_iou": result.best_val_iou, "resumed_from": result.resumed_from, "key": cell.key}
     return {"model": record, "history": result.history}
 
