@@ -6,10 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liversynth.config import EvaluateConfig
+from liversynth.config import EssNetConfig, EvaluateConfig
 from liversynth.evaluation.ceiling import ceiling_lines, convergence
 from liversynth.evaluation.comparison import compare_arms
 from liversynth.evaluation.intervals import share_of_ceiling
+from liversynth.evaluation.plots import budget_axis
+from liversynth.evaluation.readme_results import _budget_lines
+from liversynth.training.cells import budget_steps
 
 PATIENTS = [f"p{i}" for i in range(8)]
 
@@ -105,3 +108,17 @@ def test_ceiling_sentences() -> None:
     assert "cannot show a translator's value" in text and "A perfect translator" not in text
     absent = ceiling_lines({"oracle": {"available": False, "reason": "data.dataset is 'nifti': no oracle"}})
     assert "nifti" in absent[0]
+
+
+def test_budget_steps_and_the_budget_table(tmp_path) -> None:
+    assert budget_steps(EssNetConfig(steps=600, checkpoint_every=100)) == (200, 300, 600)
+    assert budget_steps(EssNetConfig(steps=4, checkpoint_every=2)) == (2, 4)
+    result = compare_arms(_table(np.random.default_rng(0), 0.04, 0.02, -0.01), EvaluateConfig(n_bootstrap=200),
+                          seed=0, registered=False)
+    points = [{"step": s, "fraction": s / 600, "cpu_min": s / 100, "fidelity_ssim": 0.3 + s / 6000,
+               "fidelity_psnr": 15.0, "fidelity_mae": 0.2, "fidelity_contrast_rank": 0.8,
+               "gain_iou": result["gain_iou"], "ceiling": result["ceiling"],
+               "share": result["share_of_ceiling"]["essnet"]} for s in (200, 300, 600)]
+    assert budget_axis(points, tmp_path / "budget.png").stat().st_size > 0
+    text = _budget_lines(points)
+    assert len(text) == 5 + 3 and "| 300 | 0.50 | 3.0 | 0.350 |" in text[-2]

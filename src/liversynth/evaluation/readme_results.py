@@ -90,7 +90,8 @@ def _tuning_line(metrics: dict[str, Any], tune: dict[str, Any]) -> str:
 
 _STUDY_GAINS = (("gain_iou", "EssNet mix - real only"), ("gain_iou_cyclegan", "CycleGAN mix - real only"),
                 ("gain_iou_ct", "raw CT mix - real only"), ("gain_iou_essnet_vs_cyclegan", "EssNet mix - CycleGAN mix"),
-                ("gain_iou_atlas", "CT-label atlas - real only"))
+                ("gain_iou_atlas", "CT-label atlas - real only"),
+                ("gain_iou_oracle", "oracle mix - real only (the ceiling)"))
 
 
 def render_study(study: dict[str, Any], wall: dict[str, Any] | None = None) -> str:
@@ -108,7 +109,24 @@ def render_study(study: dict[str, Any], wall: dict[str, Any] | None = None) -> s
                  for k, _ in _STUDY_GAINS]
         lines.append(f"| {n} | {c['test']['real_only']['iou']:.4f} | " + " | ".join(cells) + " |")
     lines += ["", "Gains in IoU points, [interval]: the same hierarchical interval as the default run's."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _budget_lines(study.get("budget", []))) + "\n"
+
+
+def _budget_lines(budget: list[dict[str, Any]]) -> list[str]:
+    """The translator-budget axis: per generator checkpoint, its cost, fidelity, gain and share."""
+    if not budget:
+        return []
+    lines = ["", "Translator budget (EssNet, at the tuned number of labelled patients): the mix retrained on each "
+                 "generator seed's translation at a checkpoint of its training.", "",
+             "| generator step | share of its steps | CPU-minutes per generator | SSIM against the oracle | "
+             "EssNet mix - real only | share of the ceiling |", "|---|---|---|---|---|---|"]
+    for b in budget:
+        g, share = b["gain_iou"], b.get("share")
+        cell = (f"{100 * share['mean']:.0f}% [{100 * share['ci_low']:.0f}%, {100 * share['ci_high']:.0f}%]"
+                if share else "-")
+        lines.append(f"| {b['step']} | {b['fraction']:.2f} | {b['cpu_min']:.1f} | {b['fidelity_ssim']:.3f} | "
+                     f"{_pts(g['mean'])} [{_pts(g['ci_low'])}, {_pts(g['ci_high'])}] | {cell} |")
+    return lines
 
 
 def render_reproducibility(record: dict[str, Any]) -> str:
