@@ -120,7 +120,8 @@ def budget_axis(points: list[dict], path: Path) -> Path:
     against the generator's CPU-minutes, each point labelled with its step: is more training worth it?"""
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     cpu = [p["cpu_min"] for p in points]
-    left.plot(cpu, [p["fidelity_ssim"] for p in points], "o-")
+    ssim = [p["fidelity_ssim"] for p in points]
+    left.plot(cpu, ssim, "o-")
     left.set(xlabel="generator CPU-minutes", ylabel="SSIM against the oracle", title="Translation fidelity")
     gain = [p["gain_iou"] for p in points]
     err = [[100 * (g["mean"] - g["ci_low"]) for g in gain], [100 * (g["ci_high"] - g["mean"]) for g in gain]]
@@ -129,9 +130,9 @@ def budget_axis(points: list[dict], path: Path) -> Path:
         right.plot(cpu, [100 * p["ceiling"]["mean"] for p in points], "k--", label="ceiling (oracle mix)")
     right.axhline(0, color="k", linewidth=0.8)
     right.set(xlabel="generator CPU-minutes", ylabel="test IoU gain over real only (points)", title="Gain")
-    for ax in (left, right):
+    for ax, ys in ((left, ssim), (right, [100 * g["mean"] for g in gain])):
         ax.grid(alpha=0.3)
-        for p, x in zip(points, cpu):
-            ax.annotate(f"step {p['step']}", (x, ax.get_lines()[0].get_ydata()[points.index(p)]), fontsize=7)
+        for p, x, y in zip(points, cpu, ys):
+            ax.annotate(f"step {p['step']}", (x, y), fontsize=7)
     right.legend(fontsize=8)
     return _save(fig, path)
