@@ -51,10 +51,11 @@ def _summarise(params: Params, models: list[dict], registered: bool) -> dict[str
     test, ct = SliceSet.load(paths.PREPARED / "mri_test"), SliceSet.load(paths.PREPARED / "ct_train")
     by_count: dict[str, Any] = {}
     for n in params.study.labelled_counts:
-        chosen = [m for m in models if m["labelled"] == n]
+        chosen = [m for m in models if m["labelled"] == n and m.get("generator_step") is None]
         by_arm, _, _ = score_models(chosen, test, params.unet, ct)
         result = compare_arms(by_arm, params.evaluate, params.seed, registered)
-        by_count[str(n)] = {"test": result["test"], **{k: v for k, v in result.items() if k.startswith("gain_")}}
+        by_count[str(n)] = {"test": result["test"], **{k: v for k, v in result.items()
+                                                       if k.startswith("gain_") or k in ("ceiling", "share_of_ceiling")}}
     return by_count
 
 

@@ -63,6 +63,7 @@ def log_unet_runs(parent: mlflow.ActiveRun, stage: str, cells: list[UNetCell], r
         m["run_id"] = log_child_run(parent.info.run_id, f"unet[{cell.key}]", tags,
                                     {"arm": cell.arm, "ratio": cell.ratio, "seed": cell.seed,
                                      "generator_seed": cell.generator_seed, "labelled_patients": cell.labelled,
+                                     **({"generator_step": cell.generator_step} if cell.generator_step else {}),
                                      **{f"unet.{k}": v for k, v in cell.cfg.model_dump().items()}},
                                     curves, {"val_iou": m["val_iou"]}, inside=lambda c=cell: inputs.log(c))
         models.append(m)
@@ -79,7 +80,7 @@ class _CellInputs:
 
     def log(self, cell: UNetCell) -> None:
         spec = arm(cell.arm)
-        key = (spec.source, spec.real, cell.generator_seed, cell.labelled)
+        key = (spec.source, spec.real, cell.generator_seed, cell.labelled, cell.generator_step)
         if key not in self.loaded:
             self.loaded[key] = unet_data(cell)
         real, extra, val = self.loaded[key]
@@ -88,7 +89,11 @@ class _CellInputs:
             sets.append(("mri_train", paths.PREPARED / "mri_train", self.prepared, "training", real))
         if spec.source and (cell.ratio > 0 or not spec.real):
             slices = extra if spec.real and extra is not None else real
-            if spec.source in paths.VARIANTS and cell.generator_seed is not None:
+            if spec.source in paths.VARIANTS and cell.generator_seed is not None and cell.generator_step is not None:
+                sets.append((f"synthetic_{spec.source}_step{cell.generator_step}",
+                             paths.budget_synthetic_dir(spec.source, cell.generator_seed, cell.generator_step),
+                             "study", "training", slices))
+            elif spec.source in paths.VARIANTS and cell.generator_seed is not None:
                 sets.append((f"synthetic_{spec.source}", paths.synthetic_dir(spec.source, cell.generator_seed),
                              lock_hash(paths.synthetic_root(spec.source)), "training", slices))
             elif spec.source == "oracle":
