@@ -92,7 +92,7 @@ def _budget(params: Params, models: list[dict], registered: bool) -> list[dict[s
         result = compare_arms(by_arm, params.evaluate, params.seed, registered)
         points = [r for r in fidelity if int(r["step"]) == step]
         rows.append({"step": step, "fraction": step / params.essnet.steps,
-                     "cpu_min": float(np.mean([r["cpu_s"] for r in points])) / 60 if points else float("nan"),
+                     "cpu_min": float(np.mean([r.get("cpu_s", np.nan) for r in points])) / 60 if points else float("nan"),
                      **{f"fidelity_{k}": float(np.mean([r[k] for r in points])) if points else float("nan")
                         for k in ("ssim", "psnr", "mae", "contrast_rank")},
                      "gain_iou": result["gain_iou"], "ceiling": result.get("ceiling"),

@@ -61,7 +61,7 @@ def test_mlflow_runs_and_registry(pipeline_repo):
     stages = {r.data.tags.get("stage") for r in runs}
     assert {s.split("@")[0] for s in STAGES} <= stages
     unet_runs = [r for r in runs if r.data.tags.get("kind") == "unet"]
-    assert len(unet_runs) == 6 * 2 + 2  # six trained arms x two seeds, plus two tuning trials
+    assert len(unet_runs) == 8 * 2 + 2  # eight trained arms (two oracle arms) x two seeds, plus two tuning trials
     for r in unet_runs:
         assert "val_iou" in r.data.metrics and "val_dice" in r.data.metrics
         if r.data.tags["stage"] == "train_unet":
