@@ -70,6 +70,10 @@ def train_essnet_flow() -> dict:
     # Finished cleanly: a later run must start fresh, not "resume" into different data.
     for checkpoint in checkpoints:
         checkpoint.unlink(missing_ok=True)
+    for v in paths.VARIANTS:
+        for seed in params.essnet.seeds:
+            for kept in paths.CHECKPOINTS.glob(paths.kept_generator_path(v, seed, 0).name.replace("step0", "step*")):
+                kept.unlink(missing_ok=True)
     record.unlink(missing_ok=True)
     return {name: {"resumed_from": r["resumed_from"]} for name, r in by_cell.items()}
 

@@ -11,7 +11,7 @@ __all__ = [
     "CHECKPOINTS", "DATA_DVC", "ORACLE", "MAKE_RUN", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
     "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
     "UNET_DIR", "UNET_HISTORY", "UNET_VAL_IOU", "PER_PATIENT_IOU", "DATA_DOCS", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
-    "full_model_path", "generator_dir", "generator_path", "generator_step_path", "variant_fidelity", "synthetic_root", "STUDY_DIR", "STUDY_MODELS",
+    "full_model_path", "generator_dir", "generator_path", "generator_step_path", "kept_generator_path", "variant_fidelity", "synthetic_root", "STUDY_DIR", "STUDY_MODELS",
     "STUDY_METRICS", "STUDY_RUN", "STUDY_BUDGET_DATA", "STUDY_BUDGET_CSV", "STUDY_BUDGET_FIGURE", "budget_synthetic_dir", "STUDY_GAIN_CSV", "STUDY_GAIN_FIGURE", "synthesis_grid", "synthesis_metrics_path", "synthetic_dir",
     "variant_grid", "variant_history", "variant_losses", "EVALUATE_FIGURES",
     "SEGMENT_DEMO", "SEGMENT_DEMO_FIGURE", "SEGMENT_DEMO_MASK",
@@ -102,6 +102,11 @@ def variant_history(variant: str) -> Path:
 
 def essnet_checkpoint(variant: str, seed: int) -> Path:
     return CHECKPOINTS / f"{variant}-seed{seed}.pt"
+
+
+def kept_generator_path(variant: str, seed: int, step: int) -> Path:
+    """The generator at a budget step, beside its training checkpoint until the stage has succeeded."""
+    return CHECKPOINTS / f"{variant}-seed{seed}-g_ct2mri_step{step}.pt"
 
 
 def synthetic_root(variant: str) -> Path:

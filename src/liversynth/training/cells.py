@@ -8,6 +8,7 @@ never on which worker ran it or what ran there before (tests/test_grid.py).
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ def budget_steps(cfg: EssNetConfig) -> tuple[int, ...]:
 
 def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]:
     """Train one generator (variant, seed); weights to models/<variant>/seed<seed>/, also as they were at
-    the budget steps (`budget_steps`). Where there is an oracle (phantom), every checkpoint scores the
+    the budget steps short of the last (`budget_steps`). Where there is an oracle (phantom), every checkpoint scores the
     generator's fidelity against it, with the CPU seconds this process had spent ("fidelity" in the
     result; a resumed run counts only its own process's time)."""
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
@@ -46,14 +47,16 @@ def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]
 
     def at_checkpoint(step: int, model: EssNet) -> dict[str, float]:
         cpu_s = time.process_time() - cpu0
-        if step in budget:
-            save_weights(model.g_ct2mri, paths.generator_step_path(variant, seed, step))
+        if step in budget[:-1]:  # the full budget is the generator itself
+            save_weights(model.g_ct2mri, paths.kept_generator_path(variant, seed, step))
         if oracle is None:
             return {}
         return {**generator_fidelity(model.g_ct2mri, ct.select(probe), oracle.select(probe)), "cpu_s": cpu_s}
 
     result = train_essnet(ct, mri, variant_config(cfg, variant), seed=seed,
                           checkpoint=paths.essnet_checkpoint(variant, seed), on_checkpoint=at_checkpoint)
+    for step in budget[:-1]:  # kept beside the training checkpoint, so a resumed run still has every one
+        shutil.copyfile(paths.kept_generator_path(variant, seed, step), paths.generator_step_path(variant, seed, step))
     save_weights(result.model.g_ct2mri, paths.generator_path(variant, seed))
     save_weights(result.model, paths.full_model_path(variant, seed))
     return {"variant": variant, "seed": seed, "steps": result.steps_done, "resumed_from": result.resumed_from,
