@@ -8,7 +8,6 @@ never on which worker ran it or what ran there before (tests/test_grid.py).
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from liversynth.models.essnet import EssNet
 from liversynth.synthesis.fidelity import generator_fidelity, probe_index
 from liversynth.training.arms import arm, unet_arms
 from liversynth.training.checkpoint import save_weights
+from liversynth.utils.files import write_atomic_file
 from liversynth.training.essnet import train_essnet, variant_config
 
 __all__ = ["BUDGET_FRACTIONS", "UNetCell", "benchmark_cells", "budget_steps", "generator_cell", "unet_cell", "unet_data"]
@@ -56,7 +56,8 @@ def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]
     result = train_essnet(ct, mri, variant_config(cfg, variant), seed=seed,
                           checkpoint=paths.essnet_checkpoint(variant, seed), on_checkpoint=at_checkpoint)
     for step in budget[:-1]:  # kept beside the training checkpoint, so a resumed run still has every one
-        shutil.copyfile(paths.kept_generator_path(variant, seed, step), paths.generator_step_path(variant, seed, step))
+        write_atomic_file(paths.generator_step_path(variant, seed, step),
+                          paths.kept_generator_path(variant, seed, step).read_bytes())
     save_weights(result.model.g_ct2mri, paths.generator_path(variant, seed))
     save_weights(result.model, paths.full_model_path(variant, seed))
     return {"variant": variant, "seed": seed, "steps": result.steps_done, "resumed_from": result.resumed_from,
