@@ -124,6 +124,8 @@ def _budget_lines(budget: list[dict[str, Any]]) -> list[str]:
         g, share = b["gain_iou"], b.get("share")
         cell = (f"{100 * share['mean']:.0f}% [{100 * share['ci_low']:.0f}%, {100 * share['ci_high']:.0f}%]"
                 if share else "-")
+        if b.get("ceiling") and not b["ceiling"]["shows_translation_value"]:
+            cell = "none: the ceiling's interval includes 0"
         lines.append(f"| {b['step']} | {b['fraction']:.2f} | {b['cpu_min']:.1f} | {b['fidelity_ssim']:.3f} | "
                      f"{_pts(g['mean'])} [{_pts(g['ci_low'])}, {_pts(g['ci_high'])}] | {cell} |")
     return lines
