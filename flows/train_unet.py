@@ -1,6 +1,7 @@
 """Stage `train_unet`: U-Nets per seed for every arm of liversynth.data.arms: real MRI only (with its
 own tuned lr/steps), real + EssNet-synthetic MRI at the tuned ratio, and the controls (CycleGAN
-synthetic, raw CT, histogram-matched CT, synthetic only) with the mix's settings.
+synthetic, raw CT, histogram-matched CT, synthetic only) with the mix's settings; on the phantom also the
+oracle arms (real + oracle translation, oracle only: data/oracle), the ceiling of what translation can add.
 
 All arms share seeds and augmentation, so their test scores can be compared patient by patient. U-Net
 seed i of a synthetic arm trains on generator seed i (`essnet.seeds`). The cells train at once in
@@ -21,6 +22,7 @@ from prefect import flow
 from flows.common import grid_map, link_run, load_params, start_stage, with_workers
 from liversynth import paths
 from liversynth.data.arms import unet_arms
+from liversynth.data.oracle_set import oracle_absent_reason
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import recorded_run, stage_run
 from liversynth.tracking.unet_runs import log_unet_runs
@@ -44,11 +46,12 @@ def history_rows(results: list[dict]) -> list[dict]:
 def train_unet_flow() -> list[dict]:
     params = start_stage()
     tune = json.loads(paths.TUNE_RESULT.read_text())
+    oracle = oracle_absent_reason(params.data.dataset) is None  # the ceiling arms: phantom only
     cells = arm_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds,
-                      params.unet.labelled_patients)
+                      params.unet.labelled_patients, oracle)
     synthetic_md5 = lock_hash(paths.synthetic_root("essnet"))
     key = fingerprint(params.section("unet"), params.evaluate.seeds, params.essnet.seeds, tune, synthetic_md5,
-                      lock_hash(paths.PREPARED))
+                      lock_hash(paths.PREPARED), lock_hash(paths.ORACLE) if oracle else None)
     start = lambda run_id: stage_run(params, "train_unet", ("unet",), run_id,  # noqa: E731
                                      synthetic_md5=synthetic_md5, on_open=link_run)
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
@@ -58,7 +61,7 @@ def train_unet_flow() -> list[dict]:
     history = history_rows(results)
     write_json(paths.UNET_MODELS, models)
     write_csv(paths.UNET_HISTORY, history, HISTORY_FIELDS)
-    arms = list(unet_arms(float(tune["best_ratio"])))
+    arms = list(unet_arms(float(tune["best_ratio"]), oracle))
     write_csv(paths.UNET_VAL_IOU, wide_means(history, "step", "arm", "val_iou", arms), ["step", *arms])
     # Finished: a later run must start fresh, not "resume" into other data or params.
     shutil.rmtree(CHECKPOINTS, ignore_errors=True)

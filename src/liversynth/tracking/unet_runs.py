@@ -36,6 +36,7 @@ def log_unet_runs(parent: mlflow.ActiveRun, stage: str, cells: list[UNetCell], r
                                     {"arm": cell.arm, "ratio": cell.ratio, "seed": cell.seed,
                                      "generator_seed": cell.generator_seed,
                                      "labelled_patients": cell.cfg.labelled_patients,
+                                     **({"generator_step": cell.generator_step} if cell.generator_step else {}),
                                      **{f"unet.{k}": v for k, v in cell.cfg.model_dump().items()}},
                                     curves, {"val_iou": m["val_iou"]}, inside=functools.partial(inputs.log, cell))
         models.append(m)
@@ -53,7 +54,7 @@ class _CellInputs:
 
     def log(self, cell: UNetCell) -> None:
         spec = arm(cell.arm)
-        key = (spec.source, spec.real, cell.generator_seed, cell.cfg.labelled_patients)
+        key = (spec.source, spec.real, cell.generator_seed, cell.cfg.labelled_patients, cell.generator_step)
         if key not in self.loaded:
             self.loaded[key] = unet_data(cell)
         real, extra, val = self.loaded[key]
@@ -62,11 +63,17 @@ class _CellInputs:
             sets.append(("mri_train", paths.PREPARED / "mri_train", self.prepared, "training", real))
         if spec.source and (cell.ratio > 0 or not spec.real):
             slices = extra if spec.real and extra is not None else real
-            if spec.source in paths.VARIANTS and cell.generator_seed is not None:
+            if spec.source in paths.VARIANTS and cell.generator_seed is not None and cell.generator_step is not None:
+                sets.append((f"synthetic_{spec.source}_step{cell.generator_step}",
+                             paths.budget_synthetic_dir(spec.source, cell.generator_seed, cell.generator_step),
+                             "study", "training", slices))
+            elif spec.source in paths.VARIANTS and cell.generator_seed is not None:
                 if spec.source not in self.synthetic_md5:
                     self.synthetic_md5[spec.source] = lock_hash(paths.synthetic_root(spec.source))
                 sets.append((f"synthetic_{spec.source}", paths.synthetic_dir(spec.source, cell.generator_seed),
                              self.synthetic_md5[spec.source], "training", slices))
+            elif spec.source == "oracle":
+                sets.append(("source_oracle", paths.ORACLE, lock_hash(paths.ORACLE), "training", slices))
             else:
                 sets.append((f"source_{spec.source}", paths.PREPARED / "ct_train", self.prepared, "training",
                              slices))

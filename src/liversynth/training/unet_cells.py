@@ -33,12 +33,14 @@ class UNetCell:
     generator_seed: int | None
     ratio: float
     cfg: UNetConfig
+    generator_step: int | None = None  # the study's budget axis: the generator as it was at this step
 
     @property
     def key(self) -> str:
         gen = "" if self.generator_seed is None else f" gen={self.generator_seed}"
         n = "" if self.cfg.labelled_patients is None else f" n={self.cfg.labelled_patients}"
-        return f"{self.arm} seed={self.seed}{gen}{n}"
+        at = "" if self.generator_step is None else f" step={self.generator_step}"
+        return f"{self.arm} seed={self.seed}{gen}{n}{at}"
 
     @property
     def file_stem(self) -> str:
@@ -53,9 +55,12 @@ def unet_data(cell: UNetCell) -> tuple[SliceSet, SliceSet | None, SliceSet]:
     source: SliceSet | None = None
     if spec.source in paths.VARIANTS:
         assert cell.generator_seed is not None, f"{cell.key}: a synthetic arm needs its generator seed"
-        source = SliceSet.load(paths.synthetic_dir(spec.source, cell.generator_seed))
+        source = SliceSet.load(paths.synthetic_dir(spec.source, cell.generator_seed) if cell.generator_step is None
+                               else paths.budget_synthetic_dir(spec.source, cell.generator_seed, cell.generator_step))
     elif spec.source == "ct":
         source = SliceSet.load(paths.PREPARED / "ct_train")
+    elif spec.source == "oracle":
+        source = SliceSet.load(paths.ORACLE)  # aligned with ct_train, CT labels kept
     elif spec.source == "histmatch":
         from liversynth.synthesis.controls import histogram_matched  # here: MONAI is slow to import
 
@@ -76,16 +81,18 @@ def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path) -> dict[str, 
     path = Path(out_dir) / f"{cell.file_stem}.pt"
     save_weights(result.model, path)
     record = {"arm": cell.arm, "seed": cell.seed, "generator_seed": cell.generator_seed, "ratio": cell.ratio,
-              "labelled_patients": cell.cfg.labelled_patients, "lr": cell.cfg.lr, "steps": cell.cfg.steps, "path": str(path),
+              "labelled_patients": cell.cfg.labelled_patients, "generator_step": cell.generator_step,
+              "lr": cell.cfg.lr, "steps": cell.cfg.steps, "path": str(path),
               "val_iou": result.best_val_iou, "resumed_from": result.resumed_from, "key": cell.key}
     return {"model": record, "history": result.history}
 
 
 def arm_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int, ...],
-              generator_seeds: tuple[int, ...], labelled_patients: int | None) -> list[UNetCell]:
+              generator_seeds: tuple[int, ...], labelled_patients: int | None, oracle: bool = False) -> list[UNetCell]:
     """Every arm x U-Net seed. The real-only baseline trains with its own tuned lr/steps, every other
     arm with the mix's (ratio, lr, steps) tuned for EssNet. U-Net seed i of an arm with a synthetic
-    source trains on generator seed i (or the only one): each replicate redraws both randomnesses."""
+    source trains on generator seed i (or the only one): each replicate redraws both randomnesses.
+    `oracle`: add the oracle arms (phantom only), trained with the mix's settings like every control."""
     cfg = cfg.model_copy(update={"labelled_patients": labelled_patients})
     mix = cfg.model_copy(update={"lr": float(tune.get("mix", {}).get("lr", cfg.lr)),
                                  "steps": int(tune.get("mix", {}).get("steps", cfg.steps))})
@@ -94,7 +101,7 @@ def arm_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int, ...]
     ratio = float(tune["best_ratio"])
     cells = []
     for i, seed in enumerate(unet_seeds):
-        for spec, r in unet_arms(ratio).values():
+        for spec, r in unet_arms(ratio, oracle).values():
             gen = generator_seeds[i % len(generator_seeds)] if spec.source in paths.VARIANTS else None
             cells.append(UNetCell(spec.name, seed, gen, r, base if spec.name == "real_only" else mix))
     return cells
