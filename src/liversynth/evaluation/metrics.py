@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.metrics import DiceMetric, MeanIoU
 
 from liversynth.data.slice_set import SliceSet
 from liversynth.inference.predict import predict
@@ -46,6 +45,8 @@ def segmentation_scores(pred: np.ndarray, label: np.ndarray, patients: np.ndarra
 
 
 def _monai_slice_means(pred: np.ndarray, label: np.ndarray) -> tuple[float, float]:
+    from monai.metrics import DiceMetric, MeanIoU  # here: MONAI takes seconds to import
+
     if len(pred) == 0:
         return float("nan"), float("nan")
     p = torch.nn.functional.one_hot(torch.as_tensor(pred).long(), 2).permute(0, 3, 1, 2)

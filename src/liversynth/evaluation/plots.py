@@ -2,25 +2,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless: figures are files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from liversynth.utils.files import write_atomic_file
 
-from liversynth.utils.files import write_atomic_file  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-__all__ = ["arm_bars", "curves", "gain_plot", "gain_vs_labelled", "image_grid", "iou_vs_ratio"]
+__all__ = ["pyplot", "arm_bars", "curves", "gain_plot", "gain_vs_labelled", "image_grid", "iou_vs_ratio"]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the headless backend (figures are files), imported on first use: the plotting
+    stack takes a second to import, and a stage that draws nothing should not pay it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Figure, path: Path) -> Path:
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     write_atomic_file(Path(path), buf.getvalue())
     return Path(path)
 
@@ -28,7 +38,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 def image_grid(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], path: Path, rows: int = 4) -> Path:
     """Columns of slices (e.g. CT | synthetic MRI | real MRI), each with an optional liver contour."""
     names = list(columns)
-    fig, axes = plt.subplots(rows, len(names), figsize=(2.2 * len(names), 2.2 * rows), squeeze=False)
+    fig, axes = pyplot().subplots(rows, len(names), figsize=(2.2 * len(names), 2.2 * rows), squeeze=False)
     for c, name in enumerate(names):
         images, labels = columns[name]
         pick: np.ndarray | list[int] = np.linspace(0, len(images) - 1, rows).astype(int) if len(images) else []
@@ -46,7 +56,7 @@ def image_grid(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], path: P
 
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, title: str,
            xlabel: str = "step", ylabel: str = "loss") -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     for name, (x, y) in series.items():
         ax.plot(x, y, label=name, linewidth=1.2)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
@@ -56,7 +66,7 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Pat
 
 
 def iou_vs_ratio(ratios: Sequence[float], ious: Sequence[float], best: float, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = pyplot().subplots(figsize=(5, 3.5))
     order = np.argsort(ratios)
     ax.plot(np.asarray(ratios)[order], np.asarray(ious)[order], "o-")
     ax.axvline(best, color="tab:green", linestyle="--", label=f"chosen ratio {best:g}")
@@ -69,7 +79,7 @@ def iou_vs_ratio(ratios: Sequence[float], ious: Sequence[float], best: float, pa
 
 def gain_plot(per_patient_real: Sequence[float], per_patient_mix: Sequence[float], gain: dict, path: Path) -> Path:
     """Per test patient IoU of both arms, paired, with the mean gain and its CI in the title."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = pyplot().subplots(figsize=(5, 3.5))
     for a, b in zip(per_patient_real, per_patient_mix):
         ax.plot([0, 1], [a, b], "o-", color="tab:green" if b >= a else "tab:red", alpha=0.7)
     ax.set_xticks([0, 1], ["real only", "real + synthetic"])
@@ -82,7 +92,7 @@ def gain_plot(per_patient_real: Sequence[float], per_patient_mix: Sequence[float
 
 def arm_bars(per_patient_iou: dict[str, Sequence[float]], path: Path) -> Path:
     """Mean test IoU per arm with per-patient points: real only, EssNet mix, CycleGAN mix."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = pyplot().subplots(figsize=(5, 3.5))
     names = list(per_patient_iou)
     for i, name in enumerate(names):
         values = np.asarray(per_patient_iou[name])
@@ -99,7 +109,7 @@ def arm_bars(per_patient_iou: dict[str, Sequence[float]], path: Path) -> Path:
 def gain_vs_labelled(gains: dict[str, list[dict]], path: Path) -> Path:
     """Gain over real-only (IoU points) against the number of labelled real MRI patients, one line per
     arm, with its interval: where synthetic data stops helping."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = pyplot().subplots(figsize=(6, 3.8))
     for i, (label, points) in enumerate(gains.items()):
         n = np.asarray([p["labelled"] for p in points], float) * (1 + 0.03 * (i - len(gains) / 2))  # dodge
         mean = np.asarray([100 * p["mean"] for p in points])

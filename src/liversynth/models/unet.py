@@ -1,14 +1,20 @@
 """The MONAI U-Net liver segmenter, built from `unet:` in params.yaml."""
 from __future__ import annotations
 
-from monai.networks.nets import UNet
+from typing import TYPE_CHECKING
 
 from liversynth.config import UNetConfig
+
+if TYPE_CHECKING:
+    from monai.networks.nets import UNet
 
 __all__ = ["build_unet"]
 
 
-def build_unet(cfg: UNetConfig) -> UNet:
-    """2D U-Net, 1 input channel, 2 output classes (background, liver)."""
+def build_unet(cfg: UNetConfig) -> "UNet":
+    """2D U-Net, 1 input channel, 2 output classes (background, liver). MONAI is imported here, not at
+    module level: it takes seconds, and stages that never build a U-Net should not pay them."""
+    from monai.networks.nets import UNet
+
     return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=cfg.channels,
                 strides=cfg.strides, num_res_units=cfg.num_res_units)

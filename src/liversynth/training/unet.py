@@ -18,13 +18,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
-from monai.networks.nets import UNet
 
 from liversynth.config import UNetConfig
 from liversynth.data.slice_set import SliceSet
@@ -33,6 +31,9 @@ from liversynth.inference.predict import predict
 from liversynth.models.unet import build_unet
 from liversynth.runtime.device import autocast, pick_device
 from liversynth.training.checkpoint import load_weights, training_fingerprint
+
+if TYPE_CHECKING:
+    from monai.networks.nets import UNet
 from liversynth.training.loop import LoopPlan, restore, run_loop, save_state
 
 __all__ = ["MixedSampler", "UNetResult", "augment", "load_unet", "train_unet", "unet_fingerprint"]
@@ -113,6 +114,8 @@ def train_unet(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UN
     gen = torch.Generator().manual_seed(seed)
     model = build_unet(cfg).to(device)
     sampler = MixedSampler(real, synthetic, ratio, device)
+    from monai.losses import DiceCELoss  # here: MONAI takes seconds to import
+
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr * 0.05)
@@ -184,7 +187,9 @@ def unet_fingerprint(real: SliceSet, synthetic: SliceSet | None, ratio: float, c
     return training_fingerprint(cfg.model_dump(), seed, arrays, ratio=float(ratio))
 
 
-def load_unet(path: Path, cfg: UNetConfig, device: torch.device | None = None) -> UNet:
+def load_unet(path: Path, cfg: UNetConfig, device: torch.device | None = None) -> "UNet":
+    from monai.networks.nets import UNet
+
     model = load_weights(build_unet(cfg), path, device or pick_device())
     assert isinstance(model, UNet)
     return model
