@@ -16,7 +16,9 @@ from flows.common import load_params, stage_run
 from liversynth import paths
 from liversynth.config import Params
 from liversynth.data.slice_set import SliceSet, split_sha256
+from liversynth.data.oracle_set import oracle_absent_reason
 from liversynth.evaluation import plots, report
+from liversynth.evaluation.ceiling import convergence, fidelity_curves, read_fidelity
 from liversynth.evaluation.comparison import SUMMARY_KEYS, check_test_split, compare_arms
 from liversynth.evaluation.drift import anatomy_drift
 from liversynth.evaluation.intervals import hierarchical_gain
@@ -84,10 +86,15 @@ def evaluate_flow() -> dict:
                    "ci": params.evaluate.ci, "test_split_sha256": test_hash,
                    "synthesis": synthesis["essnet"], "synthesis_cyclegan": synthesis["cyclegan"],
                    "drift_dice_essnet_minus_cyclegan": synthesis["drift_dice_essnet_minus_cyclegan"],
-                   "machine": machine_record()}
+                   **_ceiling(params, result), "machine": machine_record()}
         headline = _log(metrics, result)
         log_pipeline_metrics(params, {**headline, "best_ratio": float(tune["best_ratio"])})
         figures = _figures(result, tune)
+        if metrics["fidelity"]:
+            figures["translation fidelity (SSIM against the oracle) versus generator step"] = plots.curves(
+                fidelity_curves({v: read_fidelity(paths.variant_fidelity(v)) for v in paths.VARIANTS}),
+                paths.EVALUATE_FIGURES["fidelity"], "fidelity against the oracle", xlabel="generator step",
+                ylabel="SSIM (body pixels)")
         for fig in figures.values():
             mlflow.log_artifact(str(fig), "figures")
         tables = {"EssNet": metrics["synthesis"], "CycleGAN (ablation)": metrics["synthesis_cyclegan"]}
@@ -103,6 +110,21 @@ def evaluate_flow() -> dict:
     wide = [{"patient_index": i, **r} for i, r in enumerate(wide_means(rows, "patient", "arm", "iou", arms))]
     write_csv(paths.PER_PATIENT_IOU, wide, ["patient_index", "patient", *arms])
     return metrics
+
+
+def _ceiling(params: Params, result: dict) -> dict[str, Any]:
+    """Phantom only: the ceiling, each translator's share of it, fidelity and convergence per variant;
+    elsewhere why there is none."""
+    reason = oracle_absent_reason(params.data.dataset)
+    out: dict[str, Any] = {"oracle": {"available": reason is None, "reason": reason}, "fidelity": {}}
+    for key in ("ceiling", "share_of_ceiling"):
+        if key in result:
+            out[key] = result[key]
+    for variant in paths.VARIANTS:
+        rows = read_fidelity(paths.variant_fidelity(variant))
+        if rows:
+            out["fidelity"][variant] = convergence(rows, params.essnet.steps, params.evaluate.converged_ssim_slope)
+    return out
 
 
 def _tuned(tune: dict) -> dict[str, Any]:
@@ -122,6 +144,13 @@ def _log(metrics: dict, result: dict) -> dict[str, float]:
     headline = {f"{arm}_test_{k}": float(v) for arm, values in result["test"].items() for k, v in values.items()}
     headline.update({f"{key}_{k}": float(v) for key in result if key.startswith("gain_")
                      for k, v in result[key].items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    for key in ("ceiling", *(f"share_of_ceiling.{t}" for t in metrics.get("share_of_ceiling", {}))):
+        value = metrics.get("ceiling") if key == "ceiling" else metrics["share_of_ceiling"][key.split(".")[1]]
+        if value:
+            headline.update({f"{key.replace('.', '_')}_{k}": float(value[k]) for k in ("mean", "ci_low", "ci_high")})
+    for variant, f in metrics.get("fidelity", {}).items():
+        headline.update({f"fidelity_{variant}_final_{k}": v for k, v in f["final_mean"].items()})
+        headline[f"fidelity_{variant}_converged_seeds"] = float(f["converged_seeds"])
     mlflow.log_metrics(headline)
     mlflow.log_metric("seg_consistency_dice", metrics["synthesis"]["seg_consistency_dice"])
     mlflow.set_tags({"test_split_sha256": metrics["test_split_sha256"],

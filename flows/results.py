@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from liversynth import paths
-from liversynth.evaluation.readme_results import (block_names, render_reproducibility, render_results, render_study,
-                                                  replace_block)
+from liversynth.evaluation.readme_results import (block_names, render_ceiling, render_reproducibility, render_results,
+                                                  render_study, replace_block)
 from liversynth.runtime.machine import machine_record
 from liversynth.utils.files import write_json
 
@@ -33,6 +33,8 @@ def generated_readme(text: str) -> str:
     run = json.loads(paths.MAKE_RUN.read_text()) if paths.MAKE_RUN.exists() else None
     out = replace_block(text, "results", render_results(json.loads(paths.METRICS.read_text()),
                                                         json.loads(paths.TUNE_RESULT.read_text()), run))
+    if "ceiling" in block_names(out):
+        out = replace_block(out, "ceiling", render_ceiling(json.loads(paths.METRICS.read_text())))
     if "study" in block_names(out) and paths.STUDY_METRICS.exists():
         wall = json.loads(paths.STUDY_RUN.read_text()) if paths.STUDY_RUN.exists() else None
         out = replace_block(out, "study", render_study(json.loads(paths.STUDY_METRICS.read_text()), wall))

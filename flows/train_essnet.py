@@ -9,6 +9,10 @@ of seeds x variants, so no core idles while the last seed of one variant trains 
 Each seed checkpoints to .checkpoints/ (outside DVC's outputs, which DVC deletes before a rerun), so a
 killed stage picks up where it stopped on the next `dvc repro` and its MLflow run is reopened. Each
 seed's run (`train_essnet[essnet seed=0]`) is logged, nested under the stage's, once it is trained.
+
+On the phantom, every checkpoint also scores the generator against the oracle translation (data/oracle:
+SSIM, PSNR, MAE, tissue contrast rank; liversynth.synthesis.fidelity): MLflow metrics `fidelity_*` with the
+step on each seed's run, and reports/<variant>_fidelity.csv, from which evaluate judges convergence.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from liversynth.synthesis.translate import synthesize
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
 from liversynth.training.cells import generator_cell
+from liversynth.synthesis.fidelity import FIDELITY_KEYS
 from liversynth.training.essnet import LOSS_KEYS, load_generator, variant_config
 from liversynth.training.grid import Cell, run_grid
 from liversynth.utils.files import write_csv
@@ -57,11 +62,18 @@ def train_essnet_flow() -> dict:
         for variant in paths.VARIANTS:
             history = [{"seed": r["seed"], **row} for r in results if r["variant"] == variant for row in r["history"]]
             write_csv(paths.variant_history(variant), history, ["seed", "step", *LOSS_KEYS])
+            fidelity = [{"seed": r["seed"], **row} for r in results if r["variant"] == variant
+                        for row in r["fidelity"]]
+            write_csv(paths.variant_fidelity(variant), fidelity, ["seed", "step", *FIDELITY_KEYS, "cpu_s"])
             for figure in _figures(history, ct, mri, params, variant):
                 mlflow.log_artifact(str(figure), "figures")
     # Finished cleanly: a later run must start fresh, not "resume" into different data.
     for checkpoint in checkpoints:
         checkpoint.unlink(missing_ok=True)
+    for v in paths.VARIANTS:
+        for seed in params.essnet.seeds:
+            for kept in paths.CHECKPOINTS.glob(paths.kept_generator_path(v, seed, 0).name.replace("step0", "step*")):
+                kept.unlink(missing_ok=True)
     record.unlink(missing_ok=True)
     return {name: {"resumed_from": r["resumed_from"]} for name, r in by_cell.items()}
 
@@ -75,7 +87,8 @@ def _log_seed_run(parent: mlflow.ActiveRun, cfg: EssNetConfig, result: dict) -> 
                   {**tags, "kind": "generator", "variant": variant, "generator_seed": str(seed)},
                   {"variant": variant, "generator_seed": seed, "steps": result["steps"],
                    "effective_lambda_seg": cfg.lambda_seg},
-                  [(row["step"], {k: row[k] for k in LOSS_KEYS}) for row in result["history"]])
+                  [(row["step"], {k: row[k] for k in LOSS_KEYS}) for row in result["history"]]
+                  + [(row["step"], {f"fidelity_{k}": row[k] for k in FIDELITY_KEYS}) for row in result["fidelity"]])
 
 
 def _figures(history: list[dict], ct: SliceSet, mri: np.ndarray, params: Params, variant: str) -> list:

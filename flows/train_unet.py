@@ -1,6 +1,7 @@
 """Stage `train_unet`: U-Nets per seed for every arm of liversynth.training.arms: real MRI only (with its
 own tuned lr/steps), real + EssNet-synthetic MRI at the tuned ratio, and the controls (CycleGAN
-synthetic, raw CT, histogram-matched CT, synthetic only) with the mix's settings.
+synthetic, raw CT, histogram-matched CT, synthetic only) with the mix's settings; on the phantom also the
+oracle arms (real + oracle translation, oracle only: data/oracle), the ceiling of what translation can add.
 
 All arms share seeds and augmentation, so their test scores can be compared patient by patient. U-Net
 seed i of a synthetic arm trains on generator seed i (`essnet.seeds`). The cells train at once in
@@ -24,6 +25,7 @@ from prefect import flow
 from flows.common import grid_map, load_params, stage_run, with_workers
 from liversynth import paths
 from liversynth.config import Params
+from liversynth.data.oracle_set import oracle_absent_reason
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run
 from liversynth.training.arms import arm, unet_arms
@@ -61,6 +63,7 @@ def log_unet_runs(parent: mlflow.ActiveRun, stage: str, cells: list[UNetCell], r
         m["run_id"] = log_child_run(parent.info.run_id, f"unet[{cell.key}]", tags,
                                     {"arm": cell.arm, "ratio": cell.ratio, "seed": cell.seed,
                                      "generator_seed": cell.generator_seed, "labelled_patients": cell.labelled,
+                                     **({"generator_step": cell.generator_step} if cell.generator_step else {}),
                                      **{f"unet.{k}": v for k, v in cell.cfg.model_dump().items()}},
                                     curves, {"val_iou": m["val_iou"]}, inside=lambda c=cell: inputs.log(c))
         models.append(m)
@@ -77,7 +80,7 @@ class _CellInputs:
 
     def log(self, cell: UNetCell) -> None:
         spec = arm(cell.arm)
-        key = (spec.source, spec.real, cell.generator_seed, cell.labelled)
+        key = (spec.source, spec.real, cell.generator_seed, cell.labelled, cell.generator_step)
         if key not in self.loaded:
             self.loaded[key] = unet_data(cell)
         real, extra, val = self.loaded[key]
@@ -86,9 +89,15 @@ class _CellInputs:
             sets.append(("mri_train", paths.PREPARED / "mri_train", self.prepared, "training", real))
         if spec.source and (cell.ratio > 0 or not spec.real):
             slices = extra if spec.real and extra is not None else real
-            if spec.source in paths.VARIANTS and cell.generator_seed is not None:
+            if spec.source in paths.VARIANTS and cell.generator_seed is not None and cell.generator_step is not None:
+                sets.append((f"synthetic_{spec.source}_step{cell.generator_step}",
+                             paths.budget_synthetic_dir(spec.source, cell.generator_seed, cell.generator_step),
+                             "study", "training", slices))
+            elif spec.source in paths.VARIANTS and cell.generator_seed is not None:
                 sets.append((f"synthetic_{spec.source}", paths.synthetic_dir(spec.source, cell.generator_seed),
                              lock_hash(paths.synthetic_root(spec.source)), "training", slices))
+            elif spec.source == "oracle":
+                sets.append(("source_oracle", paths.ORACLE, lock_hash(paths.ORACLE), "training", slices))
             else:
                 sets.append((f"source_{spec.source}", paths.PREPARED / "ct_train", self.prepared, "training",
                              slices))
@@ -105,11 +114,12 @@ def history_rows(results: list[dict]) -> list[dict]:
 def train_unet_flow() -> list[dict]:
     params = load_params()
     tune = json.loads(paths.TUNE_RESULT.read_text())
+    oracle = oracle_absent_reason(params.data.dataset) is None
     cells = benchmark_cells(params.unet, tune, params.evaluate.seeds, params.essnet.seeds,
-                            params.unet.labelled_patients)
+                            params.unet.labelled_patients, oracle)
     synthetic_md5 = lock_hash(paths.synthetic_root("essnet"))
     key = fingerprint(params.section("unet"), params.evaluate.seeds, params.essnet.seeds, tune, synthetic_md5,
-                      lock_hash(paths.PREPARED))
+                      lock_hash(paths.PREPARED), lock_hash(paths.ORACLE) if oracle else None)
     start = lambda run_id: stage_run(params, "train_unet", ("unet",), run_id, synthetic_md5=synthetic_md5)  # noqa: E731
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "train_unet.mlflow_run", key, start) as parent:
@@ -118,7 +128,7 @@ def train_unet_flow() -> list[dict]:
     history = history_rows(results)
     write_json(paths.UNET_MODELS, models)
     write_csv(paths.UNET_HISTORY, history, HISTORY_FIELDS)
-    arms = list(unet_arms(float(tune["best_ratio"])))
+    arms = list(unet_arms(float(tune["best_ratio"]), oracle))
     write_csv(paths.UNET_VAL_IOU, wide_means(history, "step", "arm", "val_iou", arms), ["step", *arms])
     # Finished: a later run must start fresh, not "resume" into other data or params.
     shutil.rmtree(CHECKPOINTS, ignore_errors=True)

@@ -75,7 +75,7 @@ def _dag_outputs() -> set[str]:
 def _named_paths() -> set[str]:
     named = {str(v) for k, v in vars(paths).items() if isinstance(v, Path) and k.isupper()}
     named |= {str(p) for p in paths.EVALUATE_FIGURES.values()}
-    for fn in (paths.generator_dir, paths.variant_grid, paths.variant_losses, paths.variant_history,
+    for fn in (paths.generator_dir, paths.variant_grid, paths.variant_losses, paths.variant_history, paths.variant_fidelity,
                paths.synthetic_root, paths.synthesis_metrics_path, paths.synthesis_grid):
         named |= {str(fn(v)) for v in paths.VARIANTS}
     return named

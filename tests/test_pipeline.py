@@ -14,7 +14,7 @@ import yaml
 
 from tests.conftest import run
 
-STAGES = ["prepare", "validate", "train_essnet", "synthesize@essnet", "synthesize@cyclegan", "tune_mix", "train_unet",
+STAGES = ["prepare", "validate", "oracle", "train_essnet", "synthesize@essnet", "synthesize@cyclegan", "tune_mix", "train_unet",
           "evaluate", "register", "segment_demo"]
 
 
@@ -36,8 +36,17 @@ def test_every_stage_ran_and_wrote_metrics(pipeline_repo):
         assert metrics[key]["ci_low"] <= metrics[key]["ci_high"]
     for key in ("seg_consistency_dice", "wasserstein_synthetic_vs_real_mri", "ct_cycle_ssim", "mri_cycle_psnr"):
         assert key in metrics["synthesis"] and key in metrics["synthesis_cyclegan"]
+    # The phantom's ceiling: oracle arms, the ceiling and each translator's share, fidelity per checkpoint.
+    for arm in ("mix_oracle", "oracle_only"):
+        assert metrics["test"][arm]["n_seeds"] == 2
+    assert metrics["ceiling"]["ci_low"] <= metrics["ceiling"]["mean"] <= metrics["ceiling"]["ci_high"]
+    assert set(metrics["share_of_ceiling"]) == {"essnet", "cyclegan"} and metrics["oracle"]["available"]
+    for variant in ("essnet", "cyclegan"):
+        assert metrics["fidelity"][variant]["n_seeds"] == 2 and metrics["fidelity"][variant]["per_seed"]["0"]["checkpoints"] >= 2
+    assert (repo / "models/essnet/seed0/g_ct2mri_step2.pt").exists() and (repo / "reports/figures/fidelity.png").exists()
     page = (repo / "reports/report.html").read_text()
     assert "Does synthetic MRI help" in page and "CycleGAN" in page and "data:image/png;base64" in page
+    assert "Ceiling (real + oracle translation" in page
     assert "data/raw" in yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["path"]
 
 
@@ -52,7 +61,7 @@ def test_mlflow_runs_and_registry(pipeline_repo):
     stages = {r.data.tags.get("stage") for r in runs}
     assert {s.split("@")[0] for s in STAGES} <= stages
     unet_runs = [r for r in runs if r.data.tags.get("kind") == "unet"]
-    assert len(unet_runs) == 6 * 2 + 2  # six trained arms x two seeds, plus two tuning trials
+    assert len(unet_runs) == 8 * 2 + 2  # eight trained arms (two oracle arms) x two seeds, plus two tuning trials
     for r in unet_runs:
         assert "val_iou" in r.data.metrics and "val_dice" in r.data.metrics
         if r.data.tags["stage"] == "train_unet":

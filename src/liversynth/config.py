@@ -245,6 +245,9 @@ class EvaluateConfig(_Section):
     primary_metric: Literal["iou", "dice"] = "iou"
     primary_margin: NonNegFloat = 0.0
     test_split_sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
+    # Pre-registered: a generator has converged when its SSIM against the oracle rises by less than this per
+    # 1000 steps over the last quarter of training (phantom only; liversynth.evaluation.ceiling).
+    converged_ssim_slope: NonNegFloat = 0.02
 
     @field_validator("seeds")
     @classmethod

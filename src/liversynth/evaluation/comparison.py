@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from liversynth.config import EvaluateConfig
-from liversynth.evaluation.intervals import hierarchical_gain
+from liversynth.evaluation.intervals import hierarchical_gain, share_of_ceiling
 
-__all__ = ["COMPARISONS", "SUMMARY_KEYS", "TestSplitMismatch", "check_test_split", "compare_arms",
-           "per_patient_rows"]
+__all__ = ["CEILING_KEY", "COMPARISONS", "SUMMARY_KEYS", "TRANSLATOR_MIXES", "TestSplitMismatch", "check_test_split",
+           "compare_arms", "per_patient_rows", "shares_of_ceiling"]
 
 SUMMARY_KEYS = ("iou", "dice", "iou_pooled", "dice_pooled", "iou_slice", "dice_slice")
 # (key in metrics.json, arm a, arm b, what the gain of a over b shows)
@@ -30,7 +30,13 @@ COMPARISONS = (
     ("gain_iou_histmatch", "mix_histmatch", "real_only", "histogram-matched CT mix - real only"),
     ("gain_iou_synthetic_only", "synthetic_only", "real_only", "EssNet synthetic only - real only"),
     ("gain_iou_atlas", "atlas", "real_only", "CT-label atlas (no image) - real only"),
+    # Phantom only (the oracle arms): the ceiling of what any translator adds, and the oracle alone.
+    ("gain_iou_oracle", "mix_oracle", "real_only", "oracle mix - real only (the ceiling)"),
+    ("gain_iou_oracle_only", "oracle_only", "real_only", "oracle only - real only"),
 )
+CEILING_KEY = "gain_iou_oracle"
+# translator -> its mix arm: each one's gain over real_only, read as a share of the ceiling
+TRANSLATOR_MIXES = {"essnet": "mix", "cyclegan": "mix_cyclegan"}
 
 
 class TestSplitMismatch(ValueError):
@@ -100,6 +106,26 @@ def compare_arms(scores_by_arm: Mapping[str, Sequence[Run]], cfg: EvaluateConfig
         if is_primary:
             out["primary"] = {"key": key, "margin": cfg.primary_margin, "registered": registered,
                               "passes": bool(gain["ci_low"] > cfg.primary_margin)}
+    if CEILING_KEY in out:
+        out["ceiling"] = {**out[CEILING_KEY], "key": CEILING_KEY,
+                          "shows_translation_value": bool(out[CEILING_KEY]["ci_low"] > 0)}
+        out["share_of_ceiling"] = shares_of_ceiling(iou, cfg.n_bootstrap, cfg.ci, seed)
+    return out
+
+
+def shares_of_ceiling(iou: Mapping[str, dict[int, tuple[int | None, np.ndarray]]], n_resamples: int, ci: float,
+                      seed: int) -> dict[str, dict[str, Any]]:
+    """Per translator with a trained mix: (its mix - real_only) / (mix_oracle - real_only), paired by U-Net
+    seed (replicate r of the mix trains on generator seed r), with an interval from one bootstrap."""
+    base, oracle = iou["real_only"], iou["mix_oracle"]
+    out = {}
+    for translator, mix in TRANSLATOR_MIXES.items():
+        if mix not in iou:
+            continue
+        seeds = sorted(set(iou[mix]) & set(base) & set(oracle))
+        gain = np.stack([iou[mix][s][1] - base[s][1] for s in seeds])
+        ceiling = np.stack([oracle[s][1] - base[s][1] for s in seeds])
+        out[translator] = {**share_of_ceiling(gain, ceiling, n_resamples, ci, seed), "arm": mix}
     return out
 
 

@@ -123,3 +123,26 @@ def gain_vs_labelled(gains: dict[str, list[dict]], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def budget_axis(points: list[dict], path: Path) -> Path:
+    """The translator-budget axis: fidelity against the oracle and the EssNet gain (with its interval)
+    against the generator's CPU-minutes, each point labelled with its step: is more training worth it?"""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    cpu = [p["cpu_min"] for p in points]
+    ssim = [p["fidelity_ssim"] for p in points]
+    left.plot(cpu, ssim, "o-")
+    left.set(xlabel="generator CPU-minutes", ylabel="SSIM against the oracle", title="Translation fidelity")
+    gain = [p["gain_iou"] for p in points]
+    err = [[100 * (g["mean"] - g["ci_low"]) for g in gain], [100 * (g["ci_high"] - g["mean"]) for g in gain]]
+    right.errorbar(cpu, [100 * g["mean"] for g in gain], yerr=err, fmt="o-", capsize=3, label="EssNet mix")
+    if all(p.get("ceiling") for p in points):
+        right.plot(cpu, [100 * p["ceiling"]["mean"] for p in points], "k--", label="ceiling (oracle mix)")
+    right.axhline(0, color="k", linewidth=0.8)
+    right.set(xlabel="generator CPU-minutes", ylabel="test IoU gain over real only (points)", title="Gain")
+    for ax, ys in ((left, ssim), (right, [100 * g["mean"] for g in gain])):
+        ax.grid(alpha=0.3)
+        for p, x, y in zip(points, cpu, ys):
+            ax.annotate(f"step {p['step']}", (x, y), fontsize=7)
+    right.legend(fontsize=8)
+    return _save(fig, path)

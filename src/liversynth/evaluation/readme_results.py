@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from liversynth.evaluation.ceiling import ceiling_lines
 from liversynth.evaluation.report import ARM_NAMES, headline, machine_line, verdict
 
-__all__ = ["block_names", "render_reproducibility", "render_results", "render_study", "replace_block"]
+__all__ = ["block_names", "render_ceiling", "render_reproducibility", "render_results", "render_study",
+           "replace_block"]
 
 _BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+)[^>]*-->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
                     re.S)
@@ -65,6 +67,11 @@ def render_results(metrics: dict[str, Any], tune: dict[str, Any], make_run: dict
     return "\n".join(lines) + "\n"
 
 
+def render_ceiling(metrics: dict[str, Any]) -> str:
+    """The ceiling, the translators' shares of it and their convergence (metrics.json; phantom only)."""
+    return "\n\n".join(ceiling_lines(metrics)) + "\n"
+
+
 def _tuning_line(metrics: dict[str, Any], tune: dict[str, Any]) -> str:
     """What tune_mix chose on the real-MRI validation split, for the mix and for the baseline."""
     mix, base = tune.get("mix"), tune.get("baseline")
@@ -83,7 +90,8 @@ def _tuning_line(metrics: dict[str, Any], tune: dict[str, Any]) -> str:
 
 _STUDY_GAINS = (("gain_iou", "EssNet mix - real only"), ("gain_iou_cyclegan", "CycleGAN mix - real only"),
                 ("gain_iou_ct", "raw CT mix - real only"), ("gain_iou_essnet_vs_cyclegan", "EssNet mix - CycleGAN mix"),
-                ("gain_iou_atlas", "CT-label atlas - real only"))
+                ("gain_iou_atlas", "CT-label atlas - real only"),
+                ("gain_iou_oracle", "oracle mix - real only (the ceiling)"))
 
 
 def render_study(study: dict[str, Any], wall: dict[str, Any] | None = None) -> str:
@@ -101,7 +109,24 @@ def render_study(study: dict[str, Any], wall: dict[str, Any] | None = None) -> s
                  for k, _ in _STUDY_GAINS]
         lines.append(f"| {n} | {c['test']['real_only']['iou']:.4f} | " + " | ".join(cells) + " |")
     lines += ["", "Gains in IoU points, [interval]: the same hierarchical interval as the default run's."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _budget_lines(study.get("budget", []))) + "\n"
+
+
+def _budget_lines(budget: list[dict[str, Any]]) -> list[str]:
+    """The translator-budget axis: per generator checkpoint, its cost, fidelity, gain and share."""
+    if not budget:
+        return []
+    lines = ["", "Translator budget (EssNet, at the tuned number of labelled patients): the mix retrained on each "
+                 "generator seed's translation at a checkpoint of its training.", "",
+             "| generator step | share of its steps | CPU-minutes per generator | SSIM against the oracle | "
+             "EssNet mix - real only | share of the ceiling |", "|---|---|---|---|---|---|"]
+    for b in budget:
+        g, share = b["gain_iou"], b.get("share")
+        cell = (f"{100 * share['mean']:.0f}% [{100 * share['ci_low']:.0f}%, {100 * share['ci_high']:.0f}%]"
+                if share else "-")
+        lines.append(f"| {b['step']} | {b['fraction']:.2f} | {b['cpu_min']:.1f} | {b['fidelity_ssim']:.3f} | "
+                     f"{_pts(g['mean'])} [{_pts(g['ci_low'])}, {_pts(g['ci_high'])}] | {cell} |")
+    return lines
 
 
 def render_reproducibility(record: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from liversynth.evaluation.ceiling import ceiling_lines
 from liversynth.training.arms import arm_labels
 
 __all__ = [
@@ -117,6 +118,8 @@ def render_html(metrics: dict[str, Any], synthesis: dict[str, dict[str, float]],
         f"<p>{html.escape(machine_line(metrics))} {html.escape(PAPER_NOTE)}</p>",
         "<h2>Test scores (mean over seeds)</h2>", _table(SCORE_HEADER, _score_rows(metrics)),
         "<h2>Gains, paired over test patients</h2>", _table(COMPARISON_HEADER, _comparison_rows(metrics)),
+        "<h2>The ceiling: a perfect translator, and how close the translators come</h2>",
+        "".join(f"<p>{html.escape(line)}</p>" for line in ceiling_lines(metrics)),
         "".join(_img(p, c) for c, p in figures.items()),
         "<h2>Synthesis quality (no downloaded weights)</h2>",
         "<p>seg_consistency_dice: a U-Net trained on real MRI only, applied to synthetic MRI, Dice against the "
@@ -135,5 +138,6 @@ def render_markdown(metrics: dict[str, Any], synthesis: dict[str, dict[str, floa
         "# Does synthetic MRI help liver segmentation?", headline(metrics), machine_line(metrics), PAPER_NOTE,
         "## Test scores (mean over seeds)", _md_table(SCORE_HEADER, _score_rows(metrics)),
         "## Gains, paired over test patients", _md_table(COMPARISON_HEADER, _comparison_rows(metrics)),
+        "## The ceiling", *ceiling_lines(metrics),
         "## Synthesis quality", _md_table(synth_header, synth_rows),
     ])

@@ -10,7 +10,7 @@ segmentation loss off (lambda_seg = 0), i.e. a plain CycleGAN.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,8 @@ class TrainResult:
     history: list[dict[str, float]]  # {"step", *LOSS_KEYS}, losses averaged since the previous entry
     steps_done: int
     resumed_from: int  # 0 when trained from scratch
+    # {"step", ...} what `on_checkpoint` returned at each checkpoint (e.g. fidelity against the oracle)
+    checkpoints: list[dict[str, float]] = field(default_factory=list)
 
 
 def variant_config(cfg: EssNetConfig, variant: str) -> EssNetConfig:
@@ -151,19 +153,24 @@ class _EssNetStepper:
 def train_essnet(ct: SliceSet, mri_images: np.ndarray, cfg: EssNetConfig, *, seed: int, checkpoint: Path,
                  device: torch.device | None = None,
                  on_log: Callable[[int, dict[str, float]], None] | None = None,
-                 log_every: int = 10, cpu_bf16: bool = False) -> TrainResult:
+                 log_every: int = 10, cpu_bf16: bool = False,
+                 on_checkpoint: Callable[[int, EssNet], dict[str, float]] | None = None) -> TrainResult:
     """Train for cfg.steps steps, resuming from `checkpoint` when it holds an earlier state of this run.
 
     `cpu_bf16` trains in bf16 autocast on CPU too (see liversynth.runtime.device.autocast).
+    `on_checkpoint(step, model)` runs at every checkpoint, before it is written; what it returns is kept in
+    the checkpoint (so a resumed run still has every earlier point) and returned as `checkpoints`. It must
+    not change the model or draw from torch's RNG, so measuring never changes the trajectory.
     """
     device = device or pick_device()
     fp = fingerprint(cfg, seed, ct, mri_images, cpu_bf16)
     run = _EssNetStepper(ct, mri_images, cfg, seed, device, cpu_bf16)
-    start, history = 0, []
+    start, history, probes = 0, [], []
     state = restore(checkpoint, fp, device, cfg.steps)
     if state is not None:
         run.load(state)
         start, history = int(state["step"]), list(state["history"])
+        probes = list(state.get("checkpoints", []))
 
     def log(step: int) -> dict[str, float]:
         losses = run.window_means()
@@ -173,7 +180,10 @@ def train_essnet(ct: SliceSet, mri_images: np.ndarray, cfg: EssNetConfig, *, see
         return {"total": losses["total"], "d": losses["d"]}
 
     def save(step: int) -> None:
-        save_state(Path(checkpoint), fp, step, history=history, **run.state())
+        if on_checkpoint is not None and not any(p["step"] == step for p in probes):
+            probes.append({"step": step, **on_checkpoint(step, run.model)})
+            run.model.train()
+        save_state(Path(checkpoint), fp, step, history=history, checkpoints=probes, **run.state())
 
     run.model.train()
     plan = LoopPlan(cfg.steps, log_every, cfg.checkpoint_every, desc="essnet")
@@ -181,7 +191,7 @@ def train_essnet(ct: SliceSet, mri_images: np.ndarray, cfg: EssNetConfig, *, see
     if saved_at != cfg.steps or state is None and start == cfg.steps:
         save(cfg.steps)
     run.model.eval()
-    return TrainResult(run.model, history, cfg.steps, start)
+    return TrainResult(run.model, history, cfg.steps, start, probes)
 
 
 def load_generator(path: Path, cfg: EssNetConfig, device: torch.device | None = None) -> ResnetGenerator:
