@@ -193,12 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     order = ["essnet_train", "unet_train", "synthesis", "prepare", "prepare_scaling", "dvc_repro", "dvc_repro_noop"]
     found = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*.json")}
     everything = {k: found[k] for k in sorted(found, key=lambda k: order.index(k) if k in order else 99)}
-    from benchmarks.summary import ensemble_markdown, grid_markdown, startup_markdown
+    from benchmarks.summary import (ensemble_markdown, grid_markdown, machine_key, split_by_machine, startup_markdown,
+                                    time_to_quality_markdown)
 
     plain = {k: v for k, v in everything.items()
-             if not k.startswith(("unet_ensemble", "essnet_ensemble", "startup", "grid", "chaos"))}
-    table = (table_markdown(plain, info) + ensemble_markdown(everything) + grid_markdown(everything)
-             + startup_markdown(everything))
+             if not k.startswith(("unet_ensemble", "essnet_ensemble", "startup", "grid", "chaos", "time_to_quality"))}
+    # The main table: rows measured on this CPU only; other machines' rows in their own dated sections.
+    here, elsewhere = split_by_machine(plain, machine_key(info["machine"]))
+    table = table_markdown(here, info) + time_to_quality_markdown(everything)
+    for cpu, rows in elsewhere.items():
+        dates = sorted(str(r.get("date", "?"))[:10] for r in rows.values())
+        table += f"\n### Other machine: {cpu} ({dates[0]} to {dates[-1]}); not comparable with the table above\n\n"
+        table += table_markdown(rows, {**info, "machine": next(iter(rows.values()))["machine"],
+                                       "date": dates[-1]})
+    table += ensemble_markdown(everything) + grid_markdown(everything) + startup_markdown(everything)
     (RESULTS / "summary.md").write_text(table)
     print(table)
     return 1 if any("error" in r for r in results.values()) else 0

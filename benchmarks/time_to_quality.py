@@ -38,6 +38,14 @@ CONFIGS: dict[str, dict] = {
     "b1_blocks2": {"batch_size": 1, "steps": 900, "n_blocks": 2},
     "b1_seg2": {"batch_size": 1, "steps": 900, "seg_every": 2},
 }
+# Per-step levers (issue 22 item 3), as rows of the same table; each kept only where it wins on this CPU.
+LEVERS = {
+    "torch.compile": "not kept: issue 22 measured 130.8 vs 129.5 ms per G+D step eager (0.99x) after 77 s of "
+                     "compiling on a 2-core AMD EPYC without AVX-512; not re-measured here",
+    "bf16 autocast": "not applicable: no bf16 units (AVX2 only)",
+    "channels_last": "not measured (no CPU time left in this session)",
+    "fused PReLU backward (U-Net)": "not attempted",
+}
 SNAPSHOTS = 24  # generator snapshots per run
 
 
@@ -96,6 +104,112 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def score_run(run_dir: Path, ct, oracle) -> list[dict]:
+    """Fidelity of every snapshot of one run on the probe slices, off the clock."""
+    import torch
+
+    from liversynth.config import EssNetConfig
+    from liversynth.models.generator import ResnetGenerator
+    from liversynth.synthesis.fidelity import generator_fidelity
+
+    rec = json.loads((run_dir / "curve.json").read_text())
+    cfg = EssNetConfig(**rec["config"])
+    states = torch.load(run_dir / "snapshots.pt", weights_only=True)
+    points = []
+    for point, state in zip(rec["points"], states):
+        gen = ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks)
+        gen.load_state_dict(state)
+        points.append({**point, **{k: round(v, 4) for k, v in generator_fidelity(gen.eval(), ct, oracle).items()}})
+    return points
+
+
+def first_reaching(points: list[dict], target: float, key: str = "ssim") -> float | None:
+    """CPU-seconds of the first snapshot at or above `target` (None: never)."""
+    return next((p["cpu_s"] for p in points if p[key] >= target), None)
+
+
+def summarise(curves: dict[str, dict[int, list[dict]]]) -> dict:
+    """Target = the default's final SSIM (median over its seeds); per config the median CPU-seconds to it."""
+    import numpy as np
+
+    finals = [pts[-1] for pts in curves["default"].values()]
+    target = {k: float(np.median([f[k] for f in finals])) for k in ("ssim", "contrast_rank")}
+    base_cpu = float(np.median([f["cpu_s"] for f in finals]))
+    rows = []
+    for name, seeds in curves.items():
+        hits = [first_reaching(pts, target["ssim"]) for pts in seeds.values()]
+        reached = [h for h in hits if h is not None]
+        med = float(np.median(hits)) if len(reached) == len(hits) else None  # a seed short of it: not reached
+        best = [max(p["ssim"] for p in pts) for pts in seeds.values()]
+        rows.append({"config": name, **{k: v for k, v in {**DEFAULT, **CONFIGS[name]}.items()}, "seeds": sorted(seeds),
+                     "cpu_s_to_target": med, "speedup_vs_default": round(base_cpu / med, 2) if med else None,
+                     "cpu_s_per_step": round(float(np.median([pts[-1]["cpu_s"] / pts[-1]["step"]
+                                                               for pts in seeds.values()])), 4),
+                     "final_ssim": round(float(np.median([pts[-1]["ssim"] for pts in seeds.values()])), 4),
+                     "best_ssim": round(float(np.median(best)), 4),
+                     "final_contrast_rank": round(float(np.median([pts[-1]["contrast_rank"]
+                                                                   for pts in seeds.values()])), 4),
+                     "cpu_s_run": round(float(np.median([pts[-1]["cpu_s"] for pts in seeds.values()])), 1)})
+    return {"target": target, "default_cpu_s": base_cpu, "rows": rows}
+
+
+def figure(curves: dict[str, dict[int, list[dict]]], target: float, path: Path) -> None:
+    from liversynth.evaluation.plots import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (name, seeds) in enumerate(curves.items()):
+        for j, (seed, pts) in enumerate(sorted(seeds.items())):
+            ax.plot([p["cpu_s"] for p in pts], [p["ssim"] for p in pts], color=f"C{i}", alpha=1 if j == 0 else 0.5,
+                    label=name if j == 0 else None)
+    ax.axhline(target, color="k", ls="--", lw=0.8, label="target: default's final SSIM")
+    ax.set_xlabel("training CPU-seconds (1 thread)")
+    ax.set_ylabel("SSIM vs oracle (body pixels)")
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _score(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from liversynth.config import Params
+    from liversynth.data.oracle import oracle_for
+    from liversynth.data.slice_set import SliceSet
+    from liversynth.runtime.machine import machine_record
+    from liversynth.synthesis.fidelity import probe_index
+
+    repo = Path(__file__).resolve().parent.parent
+    params = Params.from_yaml(repo / "params.yaml")
+    work = Path(args.work)
+    ct_all = SliceSet.load(work / "prepared" / "ct_train")
+    idx = probe_index(len(ct_all), 64)
+    ct = SliceSet(np.asarray(ct_all.images)[idx], np.asarray(ct_all.labels)[idx], np.asarray(ct_all.patients)[idx])
+    oracle = oracle_for(ct_all, params.phantom, params.prepare).select(idx)
+    from liversynth.synthesis.fidelity import fidelity
+
+    # What no translator scores: where the target sits against these says whether it means anything.
+    references = {"constant_image": fidelity(np.full_like(oracle.images, -0.5), oracle),
+                  "ct_unchanged": fidelity(np.asarray(ct.images), oracle)}
+    curves: dict[str, dict[int, list[dict]]] = {}
+    for run_dir in sorted((work / "runs").glob("*-s*")):
+        if (run_dir / "snapshots.pt").exists():
+            name, seed = run_dir.name.rsplit("-s", 1)
+            curves.setdefault(name, {})[int(seed)] = score_run(run_dir, ct, oracle)
+    curves = {k: curves[k] for k in CONFIGS if k in curves}
+    result = {"name": "time_to_quality", **summarise(curves), "probe_slices": len(idx), "levers": LEVERS, "references": references,
+              "curves": curves, "machine": machine_record(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "note": args.note}
+    out = repo / "benchmarks" / "results"
+    figure(curves, result["target"]["ssim"], out / "time_to_quality.png")
+    tmp = out / "time_to_quality.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, out / "time_to_quality.json")
+    for row in result["rows"]:
+        print(row)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -104,8 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--work", required=True)
     train.add_argument("--cpu-budget", type=float, default=None, help="stop after this many CPU-seconds")
+    score = sub.add_parser("score")
+    score.add_argument("--work", required=True)
+    score.add_argument("--note", default="", help="how the sweep was run (seeds, load), kept in the JSON")
     args = parser.parse_args(argv)
-    return _train(args)
+    return _train(args) if args.cmd == "train" else _score(args)
 
 
 if __name__ == "__main__":
