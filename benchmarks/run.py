@@ -28,7 +28,8 @@ from benchmarks import e2e, measure
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-CASES = ("essnet", "unet", "synthesis", "prepare", "prepare_scaling", "unet_ensemble", "essnet_ensemble", "startup")
+CASES = ("essnet", "unet", "synthesis", "prepare", "prepare_scaling", "unet_ensemble", "essnet_ensemble", "startup",
+         "time_to_quality")
 WARMUP, STEPS = 5, 40  # training steps: not counted, then timed
 ENSEMBLE_WARMUP = 2  # EssNet ensembles: steps per member not counted (each ~1 s); timed: --steps / 5
 
@@ -60,7 +61,7 @@ def _run_case(name: str, work: Path, steps: int) -> dict:
     if name == "startup":
         from benchmarks.startup import startup
 
-        return startup(REPO)
+        return startup(REPO, prepared=prepared)
     if name == "synthesis":
         return cases.synthesis(params, prepared, out, repeats=3)
     if name == "prepare":
@@ -182,9 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="liversynth-bench-") as tmp:
         work = Path(tmp)
         wanted = [c for c in args.only.split(",") if c]
-        if set(wanted) & {"essnet", "unet", "synthesis", "prepare", "unet_ensemble", "essnet_ensemble"}:
+        if set(wanted) & {"essnet", "unet", "synthesis", "prepare", "unet_ensemble", "essnet_ensemble", "startup"}:
             _make_data(work)
         for name in wanted:
+            if name == "time_to_quality":  # writes its own JSON and figure (benchmarks/time_to_quality.py)
+                subprocess.run([sys.executable, "-m", "benchmarks.time_to_quality", "sweep", "--work",
+                                str(work / "ttq")], cwd=REPO, check=True)
+                continue
             attempt(name, (lambda: _summarise_scaling(_scaling(work))) if name == "prepare_scaling" else (
                 lambda name=name: _child(["--case", name, "--work", str(work), "--steps", str(args.steps)])))
         if not args.no_e2e:

@@ -10,6 +10,7 @@ quality is the median over generator seeds of the CPU-seconds to reach it ("not 
 
     python -m benchmarks.time_to_quality train --config b1 --seed 0 --work /tmp/ttq   # one curve
     python -m benchmarks.time_to_quality score --work /tmp/ttq                        # fidelity, table, figure
+    python -m benchmarks.time_to_quality sweep --work /tmp/ttq --configs default,b1 --seeds 0,1   # both
 """
 from __future__ import annotations
 
@@ -210,6 +211,28 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """`make bench`: phantom data into --work, the named configs at the named seeds (one process each, one
+    thread), then the score. About 2 x 6 CPU-minutes for default + b1 at one seed."""
+    import subprocess
+
+    from liversynth.config import Params
+    from liversynth.data.phantom import write_phantom
+    from liversynth.data.prepare import prepare_dataset
+
+    work = Path(args.work)
+    if not (work / "prepared" / "ct_train").exists():
+        params = Params.from_yaml(Path(__file__).resolve().parent.parent / "params.yaml")
+        write_phantom(params.phantom, work / "raw")
+        prepare_dataset(params, work / "raw", work / "prepared")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    for name in args.configs.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            subprocess.run([sys.executable, "-m", "benchmarks.time_to_quality", "train", "--config", name,
+                            "--seed", str(seed), "--work", str(work)], check=True, env=env)
+    return _score(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -221,8 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     score = sub.add_parser("score")
     score.add_argument("--work", required=True)
     score.add_argument("--note", default="", help="how the sweep was run (seeds, load), kept in the JSON")
+    sweep = sub.add_parser("sweep")
+    sweep.add_argument("--work", required=True)
+    sweep.add_argument("--configs", default="default,b1")
+    sweep.add_argument("--seeds", default="0")
+    sweep.add_argument("--note", default="")
     args = parser.parse_args(argv)
-    return _train(args) if args.cmd == "train" else _score(args)
+    return {"train": _train, "score": _score, "sweep": _sweep}[args.cmd](args)
 
 
 if __name__ == "__main__":
