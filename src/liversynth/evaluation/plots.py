@@ -128,7 +128,7 @@ def gain_vs_labelled(gains: dict[str, list[dict]], path: Path) -> Path:
 def budget_axis(points: list[dict], path: Path) -> Path:
     """The translator-budget axis: fidelity against the oracle and the EssNet gain (with its interval)
     against the generator's CPU-minutes, each point labelled with its step: is more training worth it?"""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(9, 3.5))
     cpu = [p["cpu_min"] for p in points]
     ssim = [p["fidelity_ssim"] for p in points]
     left.plot(cpu, ssim, "o-")
