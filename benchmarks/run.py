@@ -28,7 +28,8 @@ from benchmarks import e2e, measure
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-CASES = ("essnet", "unet", "synthesis", "prepare", "prepare_scaling", "unet_ensemble", "essnet_ensemble", "startup")
+CASES = ("essnet", "unet", "synthesis", "prepare", "prepare_scaling", "unet_ensemble", "essnet_ensemble", "startup",
+         "time_to_quality")
 WARMUP, STEPS = 5, 40  # training steps: not counted, then timed
 ENSEMBLE_WARMUP = 2  # EssNet ensembles: steps per member not counted (each ~1 s); timed: --steps / 5
 
@@ -60,7 +61,7 @@ def _run_case(name: str, work: Path, steps: int) -> dict:
     if name == "startup":
         from benchmarks.startup import startup
 
-        return startup(REPO)
+        return startup(REPO, prepared=prepared)
     if name == "synthesis":
         return cases.synthesis(params, prepared, out, repeats=3)
     if name == "prepare":
@@ -182,9 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="liversynth-bench-") as tmp:
         work = Path(tmp)
         wanted = [c for c in args.only.split(",") if c]
-        if set(wanted) & {"essnet", "unet", "synthesis", "prepare", "unet_ensemble", "essnet_ensemble"}:
+        if set(wanted) & {"essnet", "unet", "synthesis", "prepare", "unet_ensemble", "essnet_ensemble", "startup"}:
             _make_data(work)
         for name in wanted:
+            if name == "time_to_quality":  # writes its own JSON and figure (benchmarks/time_to_quality.py)
+                subprocess.run([sys.executable, "-m", "benchmarks.time_to_quality", "sweep", "--work",
+                                str(work / "ttq")], cwd=REPO, check=True)
+                continue
             attempt(name, (lambda: _summarise_scaling(_scaling(work))) if name == "prepare_scaling" else (
                 lambda name=name: _child(["--case", name, "--work", str(work), "--steps", str(args.steps)])))
         if not args.no_e2e:
@@ -193,12 +198,20 @@ def main(argv: list[str] | None = None) -> int:
     order = ["essnet_train", "unet_train", "synthesis", "prepare", "prepare_scaling", "dvc_repro", "dvc_repro_noop"]
     found = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*.json")}
     everything = {k: found[k] for k in sorted(found, key=lambda k: order.index(k) if k in order else 99)}
-    from benchmarks.summary import ensemble_markdown, grid_markdown, startup_markdown
+    from benchmarks.summary import (ensemble_markdown, grid_markdown, machine_key, split_by_machine, startup_markdown,
+                                    time_to_quality_markdown)
 
     plain = {k: v for k, v in everything.items()
-             if not k.startswith(("unet_ensemble", "essnet_ensemble", "startup", "grid", "chaos"))}
-    table = (table_markdown(plain, info) + ensemble_markdown(everything) + grid_markdown(everything)
-             + startup_markdown(everything))
+             if not k.startswith(("unet_ensemble", "essnet_ensemble", "startup", "grid", "chaos", "time_to_quality"))}
+    # The main table: rows measured on this CPU only; other machines' rows in their own dated sections.
+    here, elsewhere = split_by_machine(plain, machine_key(info["machine"]))
+    table = table_markdown(here, info) + time_to_quality_markdown(everything)
+    for cpu, rows in elsewhere.items():
+        dates = sorted(str(r.get("date", "?"))[:10] for r in rows.values())
+        table += f"\n### Other machine: {cpu} ({dates[0]} to {dates[-1]}); not comparable with the table above\n\n"
+        table += table_markdown(rows, {**info, "machine": next(iter(rows.values()))["machine"],
+                                       "date": dates[-1]})
+    table += ensemble_markdown(everything) + grid_markdown(everything) + startup_markdown(everything)
     (RESULTS / "summary.md").write_text(table)
     print(table)
     return 1 if any("error" in r for r in results.values()) else 0

@@ -73,3 +73,52 @@ def grid_markdown(results: dict[str, dict]) -> str:
                      f"{g['peak_rss_mb']:.0f} / {s['peak_rss_mb']:.0f} |")
     lines += ["", f"- grid: {machine_line(r)}"]
     return "\n".join(lines) + "\n"
+
+
+def machine_key(m: dict) -> str:
+    """CPU model and the ISA that picks other kernels: "AMD EPYC" alone names both AVX2-only and AVX-512 parts."""
+    flags = m.get("cpu_flags")
+    if flags is None:
+        return f"{m.get('cpu_model', '?')} [ISA not recorded]"
+    isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags] or (["avx2"] if "avx2" in flags else [])
+    return f"{m.get('cpu_model', '?')} [{' '.join(isa) or 'no AVX2'}]"
+
+
+def split_by_machine(results: dict[str, dict], cpu_model: str) -> tuple[dict[str, dict], dict[str, dict[str, dict]]]:
+    """Rows measured on `cpu_model` (the main table: one machine) and the rest grouped by their CPU."""
+    here: dict[str, dict] = {}
+    other: dict[str, dict[str, dict]] = {}
+    for name, r in results.items():
+        cpu = machine_key(r.get("machine", {}))
+        if "error" in r or cpu == cpu_model:
+            here[name] = r
+        else:
+            other.setdefault(str(cpu), {})[name] = r
+    return here, other
+
+
+def time_to_quality_markdown(results: dict[str, dict]) -> str:
+    """The translator sweep (benchmarks/time_to_quality.py): CPU-seconds to the default's final fidelity."""
+    r = results.get("time_to_quality")
+    if not r or "error" in r:
+        return ""
+    t, m = r["target"], r["machine"]
+    lines = ["", "### Translator time to quality (CPU-seconds to today's default's final fidelity)", "",
+             f"Target: SSIM {t['ssim']:.4f} on body pixels against the oracle (contrast rank {t['contrast_rank']:.3f}), "
+             f"{r['probe_slices']} probe CT slices; {m['cpu']} ({m['isa']}), 1 thread, {r['date']}. {r.get('note', '')}",
+             "", "| config | batch | steps | ngf/blocks/ndf | lr (decay from) | seg every | seeds | CPU-s/step | "
+             "CPU-s to target | default run CPU-s / this | final / best SSIM | final contrast rank |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in r["rows"]:
+        hit = "not reached" if row["cpu_s_to_target"] is None else f"{row['cpu_s_to_target']:.1f}"
+        speed = "-" if row["speedup_vs_default"] is None else f"{row['speedup_vs_default']:.2f}x"
+        lines.append(f"| {row['config']} | {row['batch_size']} | {row['steps']} | {row['ngf']}/{row['n_blocks']}/"
+                     f"{row['ndf']} | {row['lr']:g} ({row['lr_decay_from']:g}) | {row['seg_every']} | "
+                     f"{len(row['seeds'])} | {row['cpu_s_per_step']:.3f} | {hit} | {speed} | {row['final_ssim']:.4f} / "
+                     f"{row['best_ssim']:.4f} | {row['final_contrast_rank']:.3f} |")
+    for ref, f in r.get("references", {}).items():
+        lines.append(f"| reference: {ref.replace('_', ' ')} (no training) | | | | | | | | | | {f['ssim']:.4f} | "
+                     f"{f['contrast_rank']:.3f} |")
+    for lever, text in r.get("levers", {}).items():
+        lines.append(f"| {lever} | {text} | | | | | | | | | | |")
+    return "\n".join(lines) + "\n"

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
 
 from liversynth.config import UNetConfig
 from liversynth.data.slice_set import SliceSet
@@ -114,6 +113,8 @@ class _Ensemble:
         self.stack = _members(cfg, seeds, device)
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
         self.sampler = MixedSampler(real, synthetic, ratio, device)
+        from monai.losses import DiceCELoss  # here: MONAI takes seconds to import
+
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         self.opt = torch.optim.Adam(self.stack.parameters(), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.steps, eta_min=cfg.lr * 0.05)

@@ -189,6 +189,11 @@ class EssNetConfig(_Section):
     lambda_seg: NonNegFloat = 1.0
     pool_size: NonNegInt = 50
     checkpoint_every: PosInt = 100
+    # Learning rate held until this fraction of `steps`, then linear to 0 (CycleGAN's schedule at 0.5);
+    # 1.0 = constant.
+    lr_decay_from: Fraction = 1.0
+    # The segmentation loss enters every seg_every-th generator step (1 = every step, EssNet's recipe).
+    seg_every: PosInt = 1
 
     @field_validator("seg_channels")
     @classmethod

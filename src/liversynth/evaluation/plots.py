@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless: figures are files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from liversynth.utils.files import write_atomic_file
 
-from liversynth.utils.figures import save_figure as _save  # noqa: E402
+from liversynth.utils.figures import pyplot, save_figure as _save
 
 __all__ = ["arm_bars", "gain_plot", "gain_vs_labelled", "iou_vs_ratio"]
 
 
 def iou_vs_ratio(ratios: Sequence[float], ious: Sequence[float], best: float, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = pyplot().subplots(figsize=(5, 3.5))
     order = np.argsort(ratios)
     ax.plot(np.asarray(ratios)[order], np.asarray(ious)[order], "o-")
     ax.axvline(best, color="tab:green", linestyle="--", label=f"chosen ratio {best:g}")
@@ -29,7 +27,7 @@ def iou_vs_ratio(ratios: Sequence[float], ious: Sequence[float], best: float, pa
 
 def gain_plot(per_patient_real: Sequence[float], per_patient_mix: Sequence[float], gain: dict, path: Path) -> Path:
     """Per test patient IoU of both arms, paired, with the mean gain and its CI in the title."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = pyplot().subplots(figsize=(5, 3.5))
     for a, b in zip(per_patient_real, per_patient_mix):
         ax.plot([0, 1], [a, b], "o-", color="tab:green" if b >= a else "tab:red", alpha=0.7)
     ax.set_xticks([0, 1], ["real only", "real + synthetic"])
@@ -42,7 +40,7 @@ def gain_plot(per_patient_real: Sequence[float], per_patient_mix: Sequence[float
 
 def arm_bars(per_patient_iou: dict[str, Sequence[float]], path: Path) -> Path:
     """Mean test IoU per arm with per-patient points: real only, EssNet mix, CycleGAN mix."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = pyplot().subplots(figsize=(5, 3.5))
     names = list(per_patient_iou)
     for i, name in enumerate(names):
         values = np.asarray(per_patient_iou[name])
@@ -59,7 +57,7 @@ def arm_bars(per_patient_iou: dict[str, Sequence[float]], path: Path) -> Path:
 def gain_vs_labelled(gains: dict[str, list[dict]], path: Path) -> Path:
     """Gain over real-only (IoU points) against the number of labelled real MRI patients, one line per
     arm, with its interval: where synthetic data stops helping."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = pyplot().subplots(figsize=(6, 3.8))
     for i, (label, points) in enumerate(gains.items()):
         n = np.asarray([p["labelled_patients"] for p in points], float) * (1 + 0.03 * (i - len(gains) / 2))  # dodge
         mean = np.asarray([100 * p["mean"] for p in points])
@@ -78,7 +76,7 @@ def gain_vs_labelled(gains: dict[str, list[dict]], path: Path) -> Path:
 def budget_axis(points: list[dict], path: Path) -> Path:
     """The translator-budget axis: fidelity against the oracle and the EssNet gain (with its interval)
     against the generator's CPU-minutes, each point labelled with its step: is more training worth it?"""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(9, 3.5))
     cpu = [p["cpu_min"] for p in points]
     ssim = [p["fidelity_ssim"] for p in points]
     left.plot(cpu, ssim, "o-")

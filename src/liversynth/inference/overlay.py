@@ -5,13 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless: figures are files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from liversynth.utils.files import write_atomic_file  # noqa: E402
+from liversynth.utils.files import write_atomic_file
 
 __all__ = ["overlay_figure"]
 
@@ -19,6 +15,10 @@ __all__ = ["overlay_figure"]
 def overlay_figure(image: np.ndarray, mask: np.ndarray, path: Path, title: str,
                    reference: np.ndarray | None = None, n: int = 4) -> Path:
     """Display-orientation (Z, H, W) image and masks -> PNG of the `n` slices with the most liver."""
+    import matplotlib  # here: the plotting stack takes a second to import
+
+    matplotlib.use("Agg")  # headless: figures are files
+    import matplotlib.pyplot as plt
     area = mask.reshape(len(mask), -1).sum(1) + (0 if reference is None else reference.reshape(len(mask), -1).sum(1))
     picks = sorted(np.argsort(-area, kind="stable")[: min(n, len(mask))].tolist())
     lo, hi = np.percentile(image, (1, 99))

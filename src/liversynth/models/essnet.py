@@ -12,8 +12,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
-from monai.networks.nets import UNet
 from torch import Tensor, nn
 
 from liversynth.config import EssNetConfig
@@ -90,6 +88,9 @@ def _lsgan(pred: Tensor, real: bool) -> Tensor:
 
 class EssNet(nn.Module):
     def __init__(self, cfg: EssNetConfig) -> None:
+        from monai.losses import DiceCELoss  # here: MONAI takes seconds; importing this module stays quick
+        from monai.networks.nets import UNet
+
         super().__init__()
         self.g_ct2mri = ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks)
         self.g_mri2ct = ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks)
@@ -115,20 +116,21 @@ class EssNet(nn.Module):
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return list(chain(self.d_mri.parameters(), self.d_ct.parameters()))
 
-    def generator_losses(self, ct: Tensor, ct_label: Tensor, mri: Tensor) -> GeneratorLosses:
+    def generator_losses(self, ct: Tensor, ct_label: Tensor, mri: Tensor, with_seg: bool = True) -> GeneratorLosses:
         """Adversarial (LSGAN) + cycle L1 in both directions + segmentation of synthetic MRI.
 
         `ct_label` is (B, H, W) integer, 1 = liver. No identity loss (EssNet does not use one).
+        `with_seg=False` skips the segmenter on this step (EssNetConfig.seg_every), saving its cost.
         """
         fake_mri = self.g_ct2mri(ct)
         fake_ct = self.g_mri2ct(mri)
         g_adv = _lsgan(self.d_mri(fake_mri), True) + _lsgan(self.d_ct(fake_ct), True)
         cycle = F.l1_loss(self.g_mri2ct(fake_mri).float(), ct) + F.l1_loss(self.g_ct2mri(fake_ct).float(), mri)
         total = g_adv + self.lambda_cycle * cycle
-        if self.lambda_seg > 0:
+        if self.lambda_seg > 0 and with_seg:
             seg = self.seg_loss(self.segmenter(fake_mri).float(), ct_label.unsqueeze(1).long())
             total = total + self.lambda_seg * seg
-        else:  # plain CycleGAN: the segmenter is never run, so it receives no gradient
+        else:  # plain CycleGAN (or a step without it): the segmenter is not run and gets no gradient
             seg = torch.zeros((), device=ct.device)
         return GeneratorLosses(total, g_adv, cycle, seg, fake_mri, fake_ct)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.metrics import DiceMetric, MeanIoU
 
 from liversynth.runtime.device import autocast, to_device
 
@@ -65,6 +64,8 @@ def segmentation_scores(pred: np.ndarray, label: np.ndarray, patients: np.ndarra
 
 
 def _monai_slice_means(pred: np.ndarray, label: np.ndarray) -> tuple[float, float]:
+    from monai.metrics import DiceMetric, MeanIoU  # here: MONAI takes seconds to import
+
     if len(pred) == 0:
         return float("nan"), float("nan")
     p = torch.nn.functional.one_hot(torch.as_tensor(pred).long(), 2).permute(0, 3, 1, 2)

@@ -3,6 +3,7 @@ GPU, and the versions of the numeric stack. Recorded with every MLflow run and i
 from __future__ import annotations
 
 import platform
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -29,7 +30,6 @@ def _cpuinfo() -> tuple[str, set[str]]:
 
 def machine_record() -> dict[str, str]:
     """Flat string fields, ready to be MLflow tags (`machine.*`) or a metrics.json section."""
-    import monai
     import numpy
 
     model, flags = _cpuinfo()
@@ -42,7 +42,7 @@ def machine_record() -> dict[str, str]:
         "deterministic": str(torch.are_deterministic_algorithms_enabled()).lower(),
         "gpu": gpu,
         "torch": torch.__version__,
-        "monai": monai.__version__,
+        "monai": metadata.version("monai"),  # not `import monai`: that takes seconds
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }

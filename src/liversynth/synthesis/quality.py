@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.metrics import SSIMMetric
 from scipy.stats import wasserstein_distance
 from torch import nn
 
@@ -23,6 +22,8 @@ _DATA_RANGE = 2.0  # images live in [-1, 1]
 def _cycle_scores(
     forward: nn.Module, backward: nn.Module, images: np.ndarray, batch_size: int, device: torch.device
 ) -> dict[str, float]:
+    from monai.metrics import SSIMMetric  # here: MONAI takes seconds to import
+
     ssim = SSIMMetric(spatial_dims=2, data_range=_DATA_RANGE)
     abs_err, n_pixels, psnrs, ssims = 0.0, 0, [], []
     for _, x in batches(images, batch_size, device):

@@ -25,12 +25,13 @@ from liversynth.runtime.device import autocast, pick_device
 from liversynth.training.checkpoint import training_fingerprint
 from liversynth.training.loop import LoopPlan, check_finite, restore, run_loop, save_state
 
-__all__ = ["LOSS_KEYS", "TrainResult", "fingerprint", "train_essnet", "variant_config"]
+__all__ = ["LOSS_KEYS", "TrainResult", "fingerprint", "lr_factor", "train_essnet", "variant_config"]
 
 LOSS_KEYS = ("g_adv", "cycle", "seg", "d", "total")
 # Changing these does not change the trajectory up to a given step, so a checkpoint stays valid
 # across them: that is what lets a longer run continue a shorter one.
 _RESUMABLE_KEYS = ("steps", "checkpoint_every", "seeds")
+_ADDED_LATER = {"lr_decay_from": 1.0, "seg_every": 1}
 
 
 @dataclass
@@ -53,10 +54,24 @@ def variant_config(cfg: EssNetConfig, variant: str) -> EssNetConfig:
 def fingerprint(cfg: EssNetConfig, seed: int, ct: SliceSet, mri_images: np.ndarray,
                 cpu_bf16: bool = False) -> str:
     """Identity of a training run, for deciding whether a checkpoint may be resumed."""
-    params = {k: v for k, v in cfg.model_dump().items() if k not in _RESUMABLE_KEYS}
+    # With a decaying learning rate the step count shapes every step after the decay starts.
+    resumable = _RESUMABLE_KEYS if cfg.lr_decay_from >= 1.0 else tuple(k for k in _RESUMABLE_KEYS if k != "steps")
+    params = {k: v for k, v in cfg.model_dump().items() if k not in resumable}
+    for key, default in _ADDED_LATER.items():  # at their defaults they leave earlier fingerprints as they were
+        if params[key] == default:
+            del params[key]
     # bf16 is another trajectory; only added when set, so existing fp32 checkpoints stay valid.
     extra = {"cpu_bf16": True} if cpu_bf16 else {}
     return training_fingerprint(params, seed, (ct.images, ct.labels, mri_images), **extra)
+
+
+def lr_factor(step: int, steps: int, decay_from: float) -> float:
+    """Share of the base learning rate at 1-based `step`: 1 until decay_from * steps, then linear to 0
+    after the last step. A pure function of the step, so a resumed run needs no scheduler state."""
+    start = decay_from * steps
+    if step <= start or decay_from >= 1.0:
+        return 1.0
+    return max(0.0, 1.0 - (step - 1 - start) / (steps - start))
 
 
 def _set_requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
@@ -98,8 +113,12 @@ class _EssNetStepper:
             pool.load_state_dict(state["pools"][name], self.device)
         self.sampler.set_state(state["rng"]["sampler"].cpu())
 
-    def step(self, _: int) -> None:
+    def step(self, i: int) -> None:
         cfg, model, dev = self.cfg, self.model, self.device
+        lr = cfg.lr * lr_factor(i, cfg.steps, cfg.lr_decay_from)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
         ci = torch.randint(len(self.ct_img), (cfg.batch_size,), generator=self.sampler).to(dev)
         mi = torch.randint(len(self.mri_img), (cfg.batch_size,), generator=self.sampler).to(dev)
         real_ct, label, real_mri = self.ct_img[ci], self.ct_lab[ci], self.mri_img[mi]
@@ -107,7 +126,7 @@ class _EssNetStepper:
         # Generator + segmenter step; discriminators frozen so no gradients are spent on them.
         _set_requires_grad(discriminators, False)
         with self.amp:
-            g = model.generator_losses(real_ct, label, real_mri)
+            g = model.generator_losses(real_ct, label, real_mri, with_seg=i % cfg.seg_every == 0)
         self.opt_g.zero_grad(set_to_none=True)
         g.total.backward()
         self.opt_g.step()

@@ -23,8 +23,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
-from monai.networks.nets import UNet
 
 from liversynth.config import UNetConfig
 from liversynth.data.slice_set import SliceSet
@@ -158,6 +156,8 @@ def _stepper(model: torch.nn.Module, sampler: MixedSampler, opt: torch.optim.Opt
              sched: torch.optim.lr_scheduler.LRScheduler, gen: torch.Generator, cfg: UNetConfig,
              running: list[torch.Tensor], device: torch.device, cpu_bf16: bool) -> Callable[[int], None]:
     """One training step of `train_unet` (step i, 1-based); its loss is appended to `running`."""
+    from monai.losses import DiceCELoss  # here: MONAI takes seconds to import
+
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
 
     def step(i: int) -> None:

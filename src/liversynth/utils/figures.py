@@ -7,23 +7,33 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless: figures are files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from liversynth.utils.files import write_atomic_file
 
-from liversynth.utils.files import write_atomic_file  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-__all__ = ["curves", "image_grid", "save_figure"]
+__all__ = ["curves", "image_grid", "pyplot", "save_figure"]
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the headless backend (figures are files), imported on first use: the plotting
+    stack takes a second to import, and a stage that draws nothing should not pay it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     write_atomic_file(Path(path), buf.getvalue())
     return Path(path)
 
@@ -31,7 +41,7 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
 def image_grid(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], path: Path, rows: int = 4) -> Path:
     """Columns of slices (e.g. CT | synthetic MRI | real MRI), each with an optional liver contour."""
     names = list(columns)
-    fig, axes = plt.subplots(rows, len(names), figsize=(2.2 * len(names), 2.2 * rows), squeeze=False)
+    fig, axes = pyplot().subplots(rows, len(names), figsize=(2.2 * len(names), 2.2 * rows), squeeze=False)
     for c, name in enumerate(names):
         images, labels = columns[name]
         pick: np.ndarray | list[int] = np.linspace(0, len(images) - 1, rows).astype(int) if len(images) else []
@@ -49,7 +59,7 @@ def image_grid(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], path: P
 
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, title: str,
            xlabel: str = "step", ylabel: str = "loss") -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     for name, (x, y) in series.items():
         ax.plot(x, y, label=name, linewidth=1.2)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
