@@ -125,6 +125,9 @@ def _ceiling(params: Params, result: dict) -> dict[str, Any]:
         rows = read_fidelity(paths.variant_fidelity(variant))
         if rows:
             out["fidelity"][variant] = convergence(rows, params.essnet.steps, params.evaluate.converged_ssim_slope)
+    references = paths.ORACLE / "fidelity_references.json"
+    if reason is None and references.exists():
+        out["fidelity_references"] = json.loads(references.read_text())
     return out
 
 

@@ -28,21 +28,24 @@ from liversynth.data.readers import Volume
 from liversynth.data.oracle_set import OracleSlices, load_oracle, oracle_absent_reason, save_oracle
 from liversynth.data.slice_set import SliceSet
 
-__all__ = ["ORACLE_STREAM", "OracleSlices", "load_oracle", "oracle_absent_reason", "oracle_for", "oracle_slices",
+__all__ = ["ORACLE_STREAM", "OracleSlices", "RERENDER_STREAM", "load_oracle", "oracle_absent_reason", "oracle_for", "oracle_slices",
            "save_oracle"]
 
 # patient_rng streams 0 (anatomy), 1 (render) and 2 (MRI cohort shift) are taken by phantom.py.
 ORACLE_STREAM = 7
+# A second, independent render of the same anatomy: a perfect translator whose texture and noise are
+# its own, the most fidelity any translator can score against the oracle (synthesis.fidelity references).
+RERENDER_STREAM = 8
 _CT_NAME = re.compile(r"ct(\d{3,})")
 
 
 def oracle_slices(phantom: PhantomConfig, prepare: PrepareConfig, patients: Sequence[str] | None = None,
-                  spacing_mm: float | None = None) -> OracleSlices:
+                  spacing_mm: float | None = None, stream: int = ORACLE_STREAM) -> OracleSlices:
     """The oracle of the named CT patients (default: every CT patient, i.e. the `ct_train` split), in the
     given order, each patient's slices in prepared (inferior -> superior) order. `spacing_mm` is
     `data.spacing_mm`, as `prepare` used it."""
     names = [f"ct{i:03d}" for i in range(phantom.n_ct)] if patients is None else list(patients)
-    parts = [_patient(phantom, prepare, name, spacing_mm) for name in names]
+    parts = [_patient(phantom, prepare, name, spacing_mm, stream) for name in names]
     if not parts:
         size = prepare.image_size
         return OracleSlices(np.zeros((0, 1, size, size), np.float32), np.zeros((0, size, size), np.uint8),
@@ -53,11 +56,11 @@ def oracle_slices(phantom: PhantomConfig, prepare: PrepareConfig, patients: Sequ
 
 
 def oracle_for(ct: SliceSet, phantom: PhantomConfig, prepare: PrepareConfig,
-               spacing_mm: float | None = None) -> OracleSlices:
+               spacing_mm: float | None = None, stream: int = ORACLE_STREAM) -> OracleSlices:
     """The oracle aligned slice for slice with a prepared CT split (e.g. `SliceSet.load(PREPARED / "ct_train")`
     or a subset of its patients); raises if the split is not what the phantom config makes."""
     order = list(dict.fromkeys(np.asarray(ct.patients).tolist()))
-    oracle = oracle_slices(phantom, prepare, order, spacing_mm)
+    oracle = oracle_slices(phantom, prepare, order, spacing_mm, stream)
     if len(oracle) != len(ct) or not np.array_equal(oracle.patients, np.asarray(ct.patients)):
         raise ValueError(f"the oracle of {len(order)} CT patients has {len(oracle)} slices, the CT split "
                          f"{len(ct)} in another patient order: is the raw data this phantom config's?")
@@ -65,14 +68,14 @@ def oracle_for(ct: SliceSet, phantom: PhantomConfig, prepare: PrepareConfig,
 
 
 def _patient(phantom: PhantomConfig, prepare: PrepareConfig, name: str,
-             spacing_mm: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             spacing_mm: float | None, stream: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     match = _CT_NAME.fullmatch(name)
     if match is None or int(match.group(1)) >= phantom.n_ct:
         raise ValueError(f"oracle: {name!r} is not a CT patient of this phantom (ct000..ct{phantom.n_ct - 1:03d})")
     index = int(match.group(1))
     # The CT render's anatomy: the same draw make_patient does for this CT patient.
     tissue = draw_anatomy(patient_rng(phantom.seed, "ct", index), phantom.size, phantom.slices, CohortShift())
-    mri = render_mri(tissue, patient_rng(phantom.seed, "ct", index, stream=ORACLE_STREAM))
+    mri = render_mri(tissue, patient_rng(phantom.seed, "ct", index, stream=stream))
     spacing = (SLICE_THICKNESS_MM, float(phantom.spacing_mm), float(phantom.spacing_mm))
 
     def volume(label: np.ndarray) -> Volume:

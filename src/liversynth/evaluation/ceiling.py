@@ -7,7 +7,10 @@ fidelity against the oracle over training steps says whether more training would
 
 Convergence is judged on SSIM against the oracle: the slope of a least-squares line through the
 checkpoints of the last quarter of training, in SSIM per 1000 steps, below `evaluate.converged_ssim_slope`
-(fixed before results are read) means converged.
+(fixed before results are read) means converged. A flat curve alone does not say the translator learnt:
+`fidelity_references` (the oracle stage) put the scale in place, from a constant image (no structure)
+to an independent re-render of the same anatomy (a perfect translator), and the report gives where the
+translator sits between them.
 """
 from __future__ import annotations
 
@@ -103,6 +106,7 @@ def ceiling_lines(metrics: dict[str, Any]) -> list[str]:
         slope = f[f"slope_{f['key']}_per_1000_steps_mean"]
         state = ("had converged" if f["converged_seeds"] == f["n_seeds"] else
                  "had not converged" if f["converged_seeds"] == 0 else "had converged in some seeds only")
+        lines.append(_where(variant, final.get("ssim", float("nan")), metrics.get("fidelity_references")))
         lines.append(f"{_NAMES.get(variant, variant)} fidelity against the oracle at its last checkpoint (mean over "
                      f"{f['n_seeds']} generator seeds): SSIM {final.get('ssim', float('nan')):.3f}, PSNR "
                      f"{final.get('psnr', float('nan')):.1f} dB, MAE {final.get('mae', float('nan')):.3f}, tissue "
@@ -110,3 +114,14 @@ def ceiling_lines(metrics: dict[str, Any]) -> list[str]:
                      f"{slope:+.3f} per 1000 steps: it {state} ({f['converged_seeds']}/{f['n_seeds']} seeds below "
                      f"{f['threshold_per_1000_steps']:g}).")
     return lines
+
+
+def _where(variant: str, ssim: float, references: dict[str, dict[str, float]] | None) -> str:
+    """Where a translator's SSIM sits between a constant image (0%) and a perfect re-render (100%)."""
+    if not references:
+        return f"{_NAMES.get(variant, variant)}: no fidelity references (the oracle stage wrote none)."
+    floor, top = references["constant"]["ssim"], references["perfect_rerender"]["ssim"]
+    share = (ssim - floor) / (top - floor) if top > floor else float("nan")
+    return (f"{_NAMES.get(variant, variant)} SSIM {ssim:.3f} sits {_pct(share)} of the way from a constant image "
+            f"(SSIM {floor:.3f}) to a perfect translation with its own texture and noise (SSIM {top:.3f}); "
+            f"the CT itself, untranslated, scores {references['ct_unchanged']['ssim']:.3f}.")

@@ -27,7 +27,8 @@ from liversynth.data.oracle_set import OracleSlices
 from liversynth.data.slice_set import SliceSet
 from liversynth.synthesis.translate import synthesize
 
-__all__ = ["FIDELITY_KEYS", "body_mask", "fidelity", "generator_fidelity", "masked_ssim", "probe_index"]
+__all__ = ["FIDELITY_KEYS", "body_mask", "fidelity", "fidelity_references", "generator_fidelity", "masked_ssim",
+           "probe_index"]
 
 FIDELITY_KEYS = ("ssim", "psnr", "mae", "contrast_rank")
 _DATA_RANGE = 2.0
@@ -102,3 +103,17 @@ def generator_fidelity(generator: nn.Module, ct: SliceSet, oracle: OracleSlices,
     """`fidelity` of a CT->MRI generator's translation of `ct` (aligned with `oracle`); leaves the
     generator in the training mode it was in."""
     return fidelity(synthesize(generator, ct, batch_size), oracle)
+
+
+def fidelity_references(ct: SliceSet, oracle: OracleSlices, rerender: OracleSlices) -> dict[str, dict[str, float]]:
+    """What the fidelity scale means on this data, scored on the same slices as a translator:
+
+    - `perfect_rerender`: the same anatomy rendered again from an independent stream (its own texture
+      and noise): a perfect translator, so the most any translator can score;
+    - `ct_unchanged`: the CT itself, no translation;
+    - `constant`: every pixel at the oracle's mean body intensity: no structure at all, the floor.
+    """
+    body = body_mask(oracle)
+    flat = np.full_like(np.asarray(oracle.images, np.float32), float(np.asarray(oracle.images)[:, 0][body].mean()))
+    return {"perfect_rerender": fidelity(rerender.images, oracle), "ct_unchanged": fidelity(ct, oracle),
+            "constant": fidelity(flat, oracle)}
