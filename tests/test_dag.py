@@ -11,6 +11,7 @@ import yaml
 from liversynth import paths
 from tests.conftest import REPO
 from tests.dag_deps import closure, covered, imported_modules, module_file, params_covered, params_read
+from tests.test_layers import find_cycle
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
 # The study's own dvc.yaml (wdir: the repository root), checked the same way.
@@ -107,28 +108,6 @@ def _import_graph() -> dict[str, set[str]]:
                 targets.add(".".join(t.parts[:-1] if t.name == "__init__" else t.parts))
         graph[name] = targets - {name}
     return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (found := visit(node)):
-            return found
-    return None
 
 
 def test_no_import_cycle_in_the_package() -> None:
