@@ -92,7 +92,7 @@ def evaluate_flow() -> dict:
         log_pipeline_metrics(params, {**headline, "best_ratio": float(tune["best_ratio"])})
         figures = _figures(result, tune)
         if metrics["fidelity"]:
-            figures["translation fidelity (SSIM against the oracle) versus generator step"] = plots.curves(
+            figures["translation fidelity (SSIM against the oracle) versus generator step"] = curves(
                 fidelity_curves({v: read_fidelity(paths.variant_fidelity(v)) for v in paths.VARIANTS}),
                 paths.EVALUATE_FIGURES["fidelity"], "fidelity against the oracle", xlabel="generator step",
                 ylabel="SSIM (body pixels)")
