@@ -27,7 +27,7 @@ from liversynth.runtime.machine import machine_record
 from liversynth.synthesis.quality import segmentation_consistency
 from liversynth.tracking.runs import log_pipeline_metrics, stage_run
 from liversynth.models.unet import load_unet
-from liversynth.utils.figures import curves
+from liversynth.utils.figures import curves, pyplot, save_figure
 from liversynth.utils.files import wide_means, write_atomic_file, write_csv, write_json
 
 
@@ -96,6 +96,9 @@ def evaluate_flow() -> dict:
                 fidelity_curves({v: read_fidelity(paths.variant_fidelity(v)) for v in paths.VARIANTS}),
                 paths.EVALUATE_FIGURES["fidelity"], "fidelity against the oracle", xlabel="generator step",
                 ylabel="SSIM (body pixels)")
+        else:  # the declared out exists on every dataset; it says why there is no curve
+            _no_fidelity_figure(metrics["oracle"]["reason"] or "no generator checkpoint was scored",
+                                paths.EVALUATE_FIGURES["fidelity"])
         for fig in figures.values():
             mlflow.log_artifact(str(fig), "figures")
         tables = {"EssNet": metrics["synthesis"], "CycleGAN (ablation)": metrics["synthesis_cyclegan"]}
@@ -111,6 +114,13 @@ def evaluate_flow() -> dict:
     wide = [{"patient_index": i, **r} for i, r in enumerate(wide_means(rows, "patient", "arm", "iou", arms))]
     write_csv(paths.PER_PATIENT_IOU, wide, ["patient_index", "patient", *arms])
     return metrics
+
+
+def _no_fidelity_figure(reason: str, path: Path) -> Path:
+    fig, ax = pyplot().subplots(figsize=(6, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"No translation fidelity against an oracle: {reason}", ha="center", va="center", wrap=True)
+    return save_figure(fig, path)
 
 
 def _ceiling(params: Params, result: dict) -> dict[str, Any]:
