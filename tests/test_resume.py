@@ -126,7 +126,9 @@ def test_resumed_unet_equals_uninterrupted(tmp_path):
 
 def _write_stage_inputs(root: Path) -> None:
     """What the train_unet stage reads: prepared MRI splits, synthetic slices, the tuned ratio, params."""
-    from liversynth.paths import PREPARED, TUNE_RESULT, synthetic_dir
+    from liversynth.data.oracle_set import OracleSlices, save_oracle
+    from liversynth.data.slice_set import SliceSet
+    from liversynth.paths import ORACLE, PREPARED, TUNE_RESULT, synthetic_dir
 
     blob_slices(8, size=16, prefix="t").save(root / PREPARED / "mri_train")
     blob_slices(4, size=16, seed=1, prefix="v").save(root / PREPARED / "mri_val")
@@ -134,6 +136,8 @@ def _write_stage_inputs(root: Path) -> None:
     blob_slices(8, size=16, seed=6, prefix="c").save(root / PREPARED / "ct_train")  # the raw-CT control arms
     for k, variant in enumerate(("essnet", "cyclegan")):
         blob_slices(8, size=16, seed=2 + k, prefix="s").save(root / synthetic_dir(variant, 0))
+    ct = SliceSet.load(root / PREPARED / "ct_train")  # the phantom's oracle arms train on its stand-in
+    save_oracle(root / ORACLE, OracleSlices(ct.images, ct.labels, np.zeros_like(ct.labels), ct.patients))
     (root / TUNE_RESULT).parent.mkdir(parents=True)
     (root / TUNE_RESULT).write_text(json.dumps({"best_ratio": 1.0}))
     params = yaml.safe_load((REPO / "tests/tiny_params.yaml").read_text())
