@@ -111,10 +111,12 @@ $(REAL_SAMPLE_SDIST): data/real_sample.sha256 | $(STAMP)
 	  -r $(@D)/requirements.txt -d $(@D) 2>&1 | { grep -v "is ignored" || true; }
 	touch $@
 
-# One pipeline id for the whole repro: its stage runs nest under one MLflow pipeline run.
+# One pipeline id for the whole repro: its stage runs nest under one MLflow pipeline run, which starts
+# when the repro starts (LIVERSYNTH_PIPELINE_START) and ends when it ends (scripts.results --record-run).
 run: data
 	python -m liversynth.config params.yaml  # a bad value fails here, in seconds, naming the key
-	start=$$(date +%s); LIVERSYNTH_PIPELINE_ID=$${LIVERSYNTH_PIPELINE_ID:-make-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$} \
+	export LIVERSYNTH_PIPELINE_START=$$(date +%s.%N); start=$$LIVERSYNTH_PIPELINE_START; \
+	  export LIVERSYNTH_PIPELINE_ID=$${LIVERSYNTH_PIPELINE_ID:-make-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$}; \
 	  scripts/with_prefect_api.sh dvc repro; python -m scripts.results --record-run $$start
 	dvc metrics show
 	dvc push --quiet || echo "dvc push failed: the outputs are only in this workspace's cache"
@@ -125,7 +127,8 @@ run: data
 # default run's generators and tuning (run first if they are not up to date); reports/study/.
 study: data
 	python -m liversynth.config params.yaml
-	start=$$(date +%s); LIVERSYNTH_PIPELINE_ID=$${LIVERSYNTH_PIPELINE_ID:-study-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$} \
+	export LIVERSYNTH_PIPELINE_START=$$(date +%s.%N); start=$$LIVERSYNTH_PIPELINE_START; \
+	  export LIVERSYNTH_PIPELINE_ID=$${LIVERSYNTH_PIPELINE_ID:-study-$$(date -u +%Y%m%dT%H%M%SZ)-$$$$}; \
 	  scripts/with_prefect_api.sh dvc repro study/dvc.yaml; python -m scripts.results --record-study $$start
 	dvc metrics show reports/study/metrics.json
 	dvc push --quiet || echo "dvc push failed: the outputs are only in this workspace's cache"

@@ -26,11 +26,12 @@ from liversynth.config import Params
 from liversynth.runtime.settings import apply_runtime
 from liversynth.tracking import runs
 from liversynth.training.grid import Cell, MapFn, run_cell
+from liversynth.training.loop import progress_logger
 from liversynth.utils.prefect_runs import start_stage_flow_run
 from liversynth.utils.stage_errors import install_short_failures
 
-__all__ = ["PARAMS_PATH", "grid_map", "link_run", "load_params", "start_stage", "task_runner", "with_workers",
-           "worker_count"]
+__all__ = ["PARAMS_PATH", "grid_map", "link_run", "load_params", "progress_to_prefect", "start_stage", "task_runner",
+           "with_workers", "worker_count"]
 
 PARAMS_PATH = Path(os.environ.get("LIVERSYNTH_PARAMS", "params.yaml"))
 
@@ -46,9 +47,31 @@ def start_stage() -> Params:
     params.yaml's `runtime:` (threads, determinism) is applied before any torch work."""
     install_short_failures()
     start_stage_flow_run()
+    progress_to_prefect()
     params = load_params()
     apply_runtime(params.runtime)
     return params
+
+
+class _InPrefectRun(logging.Filter):
+    """Only records made inside a Prefect flow or task run (Prefect's API handler needs one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def progress_to_prefect() -> None:
+    """The training loops' progress lines (liversynth.training.loop) also go to the logs of the Prefect
+    flow or task run that trains, so the Prefect UI shows them; the console keeps its plain lines."""
+    from prefect.logging.handlers import APILogHandler
+
+    logger = progress_logger()
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        handler = APILogHandler()
+        handler.addFilter(_InPrefectRun())
+        logger.addHandler(handler)
 
 
 def link_run(run: Run) -> None:
@@ -96,7 +119,8 @@ def task_runner(workers: int) -> TaskRunner:
 def with_workers(stage_flow: Flow, params: Params) -> Flow:
     """The stage flow on the task runner of `worker_count` workers (as is, for one worker)."""
     n = worker_count(params)
-    return stage_flow.with_options(task_runner=task_runner(n)) if n > 1 else stage_flow
+    runner: Any = task_runner(n)  # Prefect's annotation wants PrefectFuture; every runner here returns one
+    return stage_flow.with_options(task_runner=runner) if n > 1 else stage_flow
 
 
 @task(name="train-cell", task_run_name="{cell.key}")

@@ -14,13 +14,14 @@ import argparse
 import logging
 import os
 import subprocess
+import time
 import uuid
 from collections import deque
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from liversynth.tracking.runs import PIPELINE_ID_ENV
+from liversynth.tracking.runs import PIPELINE_ID_ENV, PIPELINE_START_ENV
 
 
 @flow(name="liversynth-pipeline")
@@ -32,10 +33,11 @@ def pipeline_flow(force: bool = False, experiment_params: list[str] | None = Non
     if force:
         cmd.append("--force")
     logger = get_run_logger()
-    logger.logger.setLevel(logging.INFO)  # stage progress is the point here, whatever PREFECT_LOGGING_LEVEL says
+    base = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
+    base.setLevel(logging.INFO)  # stage progress is the point here, whatever PREFECT_LOGGING_LEVEL says
     # One pipeline id per run (a served deployment runs many); unbuffered children stream as they go.
     env = {**os.environ, PIPELINE_ID_ENV: f"prefect-{flow_run.get_id() or uuid.uuid4().hex}",
-           "PYTHONUNBUFFERED": "1"}
+           PIPELINE_START_ENV: repr(time.time()), "PYTHONUNBUFFERED": "1"}
     logger.info("running %s (pipeline id %s)", " ".join(cmd), env[PIPELINE_ID_ENV])
     tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,

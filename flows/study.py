@@ -36,11 +36,11 @@ from liversynth.evaluation.ceiling import read_fidelity
 from liversynth.models.generator import load_generator
 from liversynth.synthesis.translate import synthesize
 from liversynth.tracking.runs import recorded_run, stage_run
-from liversynth.tracking.unet_runs import log_unet_runs
+from liversynth.tracking.unet_runs import log_unet_inputs, tracked_unet_cells
 from liversynth.training.essnet import variant_config
 from liversynth.training.generator_cells import budget_steps
 from liversynth.training.grid import run_grid
-from liversynth.training.unet_cells import UNetCell, arm_cells, grid_cells
+from liversynth.training.unet_cells import UNetCell, arm_cells
 from liversynth.utils.files import write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
@@ -121,8 +121,9 @@ def study_flow() -> dict:
     start = lambda run_id: stage_run(params, "study", ("study", "unet"), run_id, on_open=link_run)  # noqa: E731
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "study.mlflow_run", key, start) as parent:
-        results = list(run_grid(grid_cells(cells, paths.STUDY_MODELS, CHECKPOINTS), grid_map(params)).values())
-        models = log_unet_runs(parent, "study", cells, results)
+        grid = tracked_unet_cells(parent, "study", cells, paths.STUDY_MODELS, CHECKPOINTS, key)
+        results = list(run_grid(grid, grid_map(params)).values())
+        models = log_unet_inputs(cells, results)
         by_count = _summarise(params, models, registered)
         plotted = [k for k in PLOTTED if all(k in c for c in by_count.values())]  # the ceiling: phantom only
         rows = [{"labelled_patients": int(n), **{k: 100 * c[k]["mean"] for k in plotted},

@@ -7,8 +7,9 @@ variant put the generators' training randomness into evaluate's intervals. Both 
 of seeds x variants, so no core idles while the last seed of one variant trains alone.
 
 Each seed checkpoints to .checkpoints/ (outside DVC's outputs, which DVC deletes before a rerun), so a
-killed stage picks up where it stopped on the next `dvc repro` and its MLflow run is reopened. Each
-seed's run (`train_essnet[essnet seed=0]`) is logged, nested under the stage's, once it is trained.
+killed stage picks up where it stopped on the next `dvc repro` and its MLflow runs are reopened. Each
+seed has its run (`train_essnet[essnet seed=0]`, nested under the stage's) from the moment its worker
+starts it: RUNNING while it trains, its losses streamed with their step (liversynth.tracking.live).
 
 On the phantom, every checkpoint also scores the generator against the oracle translation (data/oracle:
 SSIM, PSNR, MAE, tissue contrast rank; liversynth.synthesis.fidelity): MLflow metrics `fidelity_*` with the
@@ -28,7 +29,8 @@ from liversynth.synthesis.translate import synthesize
 from liversynth.tracking.lineage import lock_hash
 from liversynth.models.generator import load_generator
 from liversynth.synthesis.fidelity import FIDELITY_KEYS
-from liversynth.tracking.runs import log_child_run, log_dataset, recorded_run, stage_run
+from liversynth.tracking.live import child_run, tracked_cell
+from liversynth.tracking.runs import log_dataset, recorded_run, stage_run
 from liversynth.training.essnet import LOSS_KEYS, variant_config
 from liversynth.training.generator_cells import generator_cell
 from liversynth.training.grid import Cell, run_grid
@@ -54,11 +56,8 @@ def train_essnet_flow() -> dict:
         digest = lock_hash(paths.PREPARED)  # DVC's md5 of data/prepared
         log_dataset("ct_train", str(paths.PREPARED / "ct_train"), digest, "training", ct.images, ct.labels)
         log_dataset("mri_train+unlabelled", str(paths.PREPARED), digest, "training", mri)
-        cells = [Cell(f"{v} seed={s}", generator_cell, {"variant": v, "seed": s, "cfg": cfg})
-                 for v, cfg in configs.items() for s in cfg.seeds]
+        cells = [_seed_cell(run, key, v, s, cfg) for v, cfg in configs.items() for s in cfg.seeds]
         by_cell = run_grid(cells, grid_map(params))
-        for r in by_cell.values():
-            _log_seed_run(run, configs[r["variant"]], r)
         for variant in paths.VARIANTS:
             history = [{"seed": r["seed"], **row} for r in by_cell.values() if r["variant"] == variant
                        for row in r["history"]]
@@ -71,6 +70,7 @@ def train_essnet_flow() -> dict:
     # Finished cleanly: a later run must start fresh, not "resume" into different data.
     for checkpoint in checkpoints:
         checkpoint.unlink(missing_ok=True)
+        checkpoint.with_suffix(".mlflow_run").unlink(missing_ok=True)
     for v in paths.VARIANTS:
         for seed in params.essnet.seeds:
             for kept in paths.CHECKPOINTS.glob(paths.kept_generator_path(v, seed, 0).name.replace("step0", "step*")):
@@ -79,17 +79,17 @@ def train_essnet_flow() -> dict:
     return {name: {"resumed_from": r["resumed_from"]} for name, r in by_cell.items()}
 
 
-def _log_seed_run(parent: mlflow.ActiveRun, cfg: EssNetConfig, result: dict) -> None:
-    tags = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
-    if result["resumed_from"]:
-        tags["resumed_from_step"] = str(result["resumed_from"])
-    variant, seed = result["variant"], result["seed"]
-    log_child_run(parent.info.run_id, f"train_essnet[{variant} seed={seed}]",
-                  {**tags, "kind": "generator", "variant": variant, "generator_seed": str(seed)},
-                  {"variant": variant, "generator_seed": seed, "steps": result["steps"],
-                   "effective_lambda_seg": cfg.lambda_seg},
-                  [(row["step"], {k: row[k] for k in LOSS_KEYS}) for row in result["history"]]
-                  + [(row["step"], {f"fidelity_{k}": row[k] for k in FIDELITY_KEYS}) for row in result["fidelity"]])
+def _seed_cell(parent: mlflow.ActiveRun, key: str, variant: str, seed: int, cfg: EssNetConfig) -> Cell:
+    """One seed's training as a grid cell that opens its own live run in the worker (tag kind=generator);
+    the run id is recorded beside the seed's checkpoint, so a resumed seed continues its run."""
+    checkpoint = paths.essnet_checkpoint(variant, seed)
+    run = child_run(parent, f"train_essnet[{variant} seed={seed}]",
+                    {"kind": "generator", "variant": variant, "generator_seed": str(seed)},
+                    {"variant": variant, "generator_seed": seed, "steps": cfg.steps,
+                     "effective_lambda_seg": cfg.lambda_seg},
+                    record=checkpoint.with_suffix(".mlflow_run"), key=f"{key}:{variant}:{seed}")
+    return Cell(f"{variant} seed={seed}", tracked_cell,
+                {"run": run, "fn": generator_cell, "kwargs": {"variant": variant, "seed": seed, "cfg": cfg}})
 
 
 def _figures(history: list[dict], ct: SliceSet, mri: np.ndarray, params: Params, variant: str) -> list:

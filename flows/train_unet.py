@@ -5,8 +5,9 @@ oracle arms (real + oracle translation, oracle only: data/oracle), the ceiling o
 
 All arms share seeds and augmentation, so their test scores can be compared patient by patient. U-Net
 seed i of a synthetic arm trains on generator seed i (`essnet.seeds`). The cells train at once in
-worker processes (flows.common); each becomes an MLflow run (`unet[mix seed=1 gen=1]`, tag kind=unet)
-with IoU/Dice curves on the validation split, nested under the stage's run.
+worker processes (flows.common); each has its MLflow run (`unet[mix seed=1 gen=1]`, tag kind=unet) from
+the moment it starts, nested under the stage's run, its IoU/Dice on the validation split streamed while
+it trains (liversynth.tracking.live).
 
 Each cell checkpoints under .checkpoints/unet/ (outside DVC's outputs, which DVC deletes before a
 rerun), so a killed stage continues on the next `dvc repro`: finished cells restore from their final
@@ -25,9 +26,9 @@ from liversynth.data.arms import unet_arms
 from liversynth.data.oracle_set import oracle_absent_reason
 from liversynth.tracking.lineage import lock_hash
 from liversynth.tracking.runs import recorded_run, stage_run
-from liversynth.tracking.unet_runs import log_unet_runs
+from liversynth.tracking.unet_runs import log_unet_inputs, tracked_unet_cells
 from liversynth.training.grid import run_grid
-from liversynth.training.unet_cells import arm_cells, grid_cells
+from liversynth.training.unet_cells import arm_cells
 from liversynth.utils.files import wide_means, write_csv, write_json
 from liversynth.utils.hashing import fingerprint
 
@@ -56,8 +57,9 @@ def train_unet_flow() -> list[dict]:
                                      synthetic_md5=synthetic_md5, on_open=link_run)
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     with recorded_run(CHECKPOINTS / "train_unet.mlflow_run", key, start) as parent:
-        results = list(run_grid(grid_cells(cells, paths.UNET_DIR, CHECKPOINTS), grid_map(params)).values())
-        models = log_unet_runs(parent, "train_unet", cells, results)
+        grid = tracked_unet_cells(parent, "train_unet", cells, paths.UNET_DIR, CHECKPOINTS, key)
+        results = list(run_grid(grid, grid_map(params)).values())
+        models = log_unet_inputs(cells, results)
     history = history_rows(results)
     write_json(paths.UNET_MODELS, models)
     write_csv(paths.UNET_HISTORY, history, HISTORY_FIELDS)

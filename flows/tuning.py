@@ -2,8 +2,9 @@
 learning rate of the mix, and the learning rate and steps of the real-only baseline, with the same
 number of trials for each (params.yaml `tune:`).
 
-The test split is never read here. Each trial is an MLflow run (`trial[ratio=1 lr=0.001 steps=500]`)
-nested under the stage's run. Trials run concurrently as tasks of the stage's task runner (one
+The test split is never read here. Each trial is a live MLflow run (`trial[ratio=1 lr=0.001 steps=500]`)
+nested under the stage's run, streamed while it trains; a re-queued trial that resumes its checkpoint
+continues its run (liversynth.tracking.live). Trials run concurrently as tasks of the stage's task runner (one
 `tune_worker` per worker process, flows.common) that share one study storage; the stage's outputs
 are written once, by this flow, after every worker is done.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import mlflow
@@ -18,9 +20,10 @@ import optuna
 from prefect import flow, task
 
 from flows.common import load_params, start_stage, task_runner, with_workers, worker_count
-from liversynth.config import Params
+from liversynth.config import Params, UNetConfig
 from liversynth.data.slice_set import SliceSet, first_patients
 from liversynth.paths import CHECKPOINTS, PREPARED, TUNE_RESULT, TUNE_TRIALS, synthetic_dir
+from liversynth.tracking.live import LiveRun, tracked_cell
 from liversynth.tracking.runs import lineage_tags, setup_mlflow, stage_run
 from liversynth.training.tuning import (Point, best_point, best_ratio, open_study, point_label, points, run_trials,
                                         trial_checkpoint, trial_table)
@@ -37,6 +40,7 @@ def _synthetic(params: Params) -> Path:
     """The mix is tuned on the first generator seed's synthetic MRI (the others are its replicates)."""
     return synthetic_dir("essnet", params.essnet.seeds[0])
 
+OnMetrics = Callable[[int, Mapping[str, float]], None]
 # A trial checkpoints like the other trainings: a killed trial is re-queued and its rerun resumes.
 TRIAL_CHECKPOINTS = CHECKPOINTS / "tune"
 
@@ -59,6 +63,16 @@ def grid_points(params: Params) -> list[Point]:
     return points(params.tune.ratios, params.tune.lrs, params.tune.baseline_steps, params.unet.steps)
 
 
+def _trial(real: SliceSet, synthetic: SliceSet | None, ratio: float, cfg: UNetConfig, seed: int, val: SliceSet,
+           checkpoint: Path, name: str, on_metrics: OnMetrics) -> dict:
+    """One trial's U-Net, its evaluations streamed to `on_metrics` (the trial's live run)."""
+    result = train_unet(real, synthetic, ratio, cfg, seed=seed, val=val, checkpoint=checkpoint, name=name,
+                        on_eval=lambda step, row: on_metrics(step, {k: v for k, v in row.items() if k != "step"}))
+    val_dice = max(r.get("val_dice", 0.0) for r in result.history)
+    on_metrics(cfg.steps, {"best_val_iou": result.best_val_iou, "best_val_dice": val_dice})
+    return {"val_iou": result.best_val_iou, "val_dice": val_dice, "resumed_from": result.resumed_from}
+
+
 @task
 def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -> str:
     """Run queued trials of the shared study until none is left (or n_trials are done).
@@ -68,7 +82,7 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     params = start_stage()
-    setup_mlflow(params)  # a Dask or pool worker is a fresh interpreter: point it at the tracking store
+    experiment_id = setup_mlflow(params)  # a Dask or pool worker is a fresh interpreter: point it at the store
     real = first_patients(SliceSet.load(PREPARED / "mri_train"), params.unet.labelled_patients)
     val, synthetic = SliceSet.load(PREPARED / "mri_val"), SliceSet.load(_synthetic(params))
     study = open_study(params.tune.storage, study_name(params), grid_points(params), params.tune.seed)
@@ -77,19 +91,18 @@ def tune_worker(parent_run_id: str | None = None, n_trials: int | None = None) -
         ratio = float(point["ratio"])
         cfg = params.unet.model_copy(update={k: (int(v) if k == "steps" else float(v))
                                              for k, v in point.items() if k in ("lr", "steps")})
-        with mlflow.start_run(run_name=f"trial[{point_label(point)}]", nested=True, parent_run_id=parent_run_id,
-                              tags={**lineage_tags(params, "tuning"), "kind": "unet", "arm": "trial"}):
-            mlflow.log_params({**point, "seed": params.tune.seed, "trial": trial.number})
-            result = train_unet(real, synthetic if ratio > 0 else None, ratio, cfg, seed=params.tune.seed, val=val,
-                                checkpoint=trial_checkpoint(TRIAL_CHECKPOINTS, study.study_name, point),
-                                on_eval=lambda step, row: mlflow.log_metrics(row, step=step),
-                                name=f"trial {trial.number} [{point_label(point)}]")
-            if result.resumed_from:
-                mlflow.set_tag("resumed_from_step", str(result.resumed_from))
-            val_dice = max(r.get("val_dice", 0.0) for r in result.history)
-            mlflow.log_metrics({"val_iou": result.best_val_iou, "val_dice": val_dice})
-            trial.set_user_attr("val_dice", val_dice)
-            return result.best_val_iou
+        checkpoint = trial_checkpoint(TRIAL_CHECKPOINTS, study.study_name, point)
+        spec = LiveRun(mlflow.get_tracking_uri(), experiment_id, str(parent_run_id), f"trial[{point_label(point)}]",
+                       {**lineage_tags(params, "tuning"), "kind": "unet", "arm": "trial"},
+                       {**point, "seed": params.tune.seed, "trial": trial.number},
+                       record=str(checkpoint.with_suffix(".mlflow_run")), key=f"{study.study_name}:{point_label(point)}")
+        result = tracked_cell(spec, _trial, {"real": real, "synthetic": synthetic if ratio > 0 else None,
+                                             "ratio": ratio, "cfg": cfg, "seed": params.tune.seed, "val": val,
+                                             "checkpoint": checkpoint,
+                                             "name": f"trial {trial.number} [{point_label(point)}]"})
+        val_dice = result["val_dice"]
+        trial.set_user_attr("val_dice", val_dice)
+        return float(result["val_iou"])
 
     run_trials(study, objective, n_trials)
     return study.study_name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,22 @@ def _machine() -> dict[str, str]:
 
     apply_runtime(load_params().runtime)
     return machine_record()
+
+
+def _durations(start: float, end: float) -> dict | None:
+    """The pipeline run ends now; how long its runs lasted against their work (liversynth.tracking.durations).
+    None without $LIVERSYNTH_PIPELINE_ID (`make run` and `make study` set it)."""
+    pid = os.environ.get("LIVERSYNTH_PIPELINE_ID")
+    if not pid:
+        return None
+    from flows.common import load_params
+    from liversynth.tracking.durations import run_durations
+    from liversynth.tracking.runs import end_pipeline_run, pipeline_run, setup_mlflow
+
+    params = load_params()
+    experiment_id = setup_mlflow(params)
+    end_pipeline_run(pipeline_run(params, experiment_id))
+    return run_durations(experiment_id, pid, start, end)
 
 
 def generated_readme(text: str) -> str:
@@ -54,13 +71,20 @@ def main() -> int:
     parser.add_argument("--record-run", type=float, metavar="START", help="epoch seconds `make run` started")
     parser.add_argument("--record-study", type=float, metavar="START", help="epoch seconds `make study` started")
     args = parser.parse_args()
-    for start, made, record in ((args.record_run, paths.METRICS, paths.MAKE_RUN),
-                                (args.record_study, paths.STUDY_METRICS, paths.STUDY_RUN)):
+    for start, made, record, durations_path in (
+            (args.record_run, paths.METRICS, paths.MAKE_RUN, paths.RUN_DURATIONS),
+            (args.record_study, paths.STUDY_METRICS, paths.STUDY_RUN, paths.STUDY_RUN_DURATIONS)):
         if start is None:
             continue
         # Only a run that produced the results counts: a no-op `dvc repro` leaves the record alone.
         if made.exists() and made.stat().st_mtime >= start:
-            write_json(record, {"wall_s": round(time.time() - start, 1), "machine": _machine()})
+            end = time.time()
+            durations = _durations(start, end)
+            if durations is not None:
+                write_json(durations_path, durations)
+            write_json(record, {"wall_s": round(end - start, 1), "machine": _machine(),
+                                **({"durations": {"pipeline": durations.get("pipeline"),
+                                                  "trainings": durations["trainings"]}} if durations else {})})
         return 0
     text = README.read_text()
     new = generated_readme(text)

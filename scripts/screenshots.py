@@ -1,7 +1,13 @@
 """PNGs of the MLflow UI for the README: the experiment page, the EssNet generator seeds compared, two
-pipeline runs compared (when two have results), and the registered U-Net's page, taken with headless Chromium against `mlflow ui` on the local store.
+pipeline runs compared (when two have results), two queued DVC experiments compared (when there are),
+and the registered U-Net's page, taken with headless Chromium against `mlflow ui` on the local store.
 
     python scripts/screenshots.py --out reports/ui        # `make screenshots`
+    python scripts/screenshots.py --out reports/ui --live # during `make run`: a generator run as it trains
+
+`--live` waits for a RUNNING generator run, reads its loss history through the REST API twice a minute
+apart (reports/ui/live_generator_run.json: the counts must grow) and shoots its page with the partial
+curves (live_generator_run.png).
 
 Needs a Chromium (`apt-get install -y chromium`); the pipeline must have run (two pipeline runs
 for the comparison: e.g. `make run` then `dvc exp run -S unet.steps=...`).
@@ -28,7 +34,8 @@ HOST = "mlflow-ui.test"
 # Model-training view (sidebar, run table) rather than MLflow 3's GenAI default.
 VIEW = "workflowType=machine_learning"
 # name -> window height: the comparison is tall (params and metrics tables below the plot).
-HEIGHTS = {"experiment": 1000, "compare_generator_seeds": 2400, "compare_pipelines": 2400, "registered_model": 1000}
+HEIGHTS = {"experiment": 1000, "compare_generator_seeds": 2400, "compare_pipelines": 2400,
+           "compare_queued_experiments": 2400, "registered_model": 1000, "live_generator_run": 1400}
 
 
 def free_port() -> int:
@@ -87,8 +94,44 @@ def pages(base: str, experiment: str, model: str) -> dict[str, str]:
         out["compare_pipelines"] = _compare(ui, exp_id, pipelines)
     else:
         print(f"{len(pipelines)} pipeline run(s) with results: no pipeline comparison (e.g. `dvc exp run -S ...`)")
+    queued = _search(base, exp_id, "tags.kind = 'pipeline' and tags.headline = 'true' and tags.`dvc.exp_name` != ''", 2)
+    if len(queued) == 2:
+        out["compare_queued_experiments"] = _compare(ui, exp_id, queued)
     out["registered_model"] = f"{ui}/#/models/{urllib.parse.quote(model)}?{VIEW}"
     return out
+
+
+def live_generator_run(base: str, experiment: str, out: Path, wait_s: float = 1800) -> str:
+    """The UI URL of a RUNNING generator run, after checking through the REST API that its losses grew
+    between two reads a minute apart (the reads go to out/live_generator_run.json)."""
+    exp_id = api(base, "experiments/get-by-name?" + urllib.parse.urlencode({"experiment_name": experiment}))[
+        "experiment"]["experiment_id"]
+    deadline = time.monotonic() + wait_s
+    while True:
+        running = _search(base, exp_id, "tags.kind = 'generator' and attributes.status = 'RUNNING'", 10)
+        if running or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    if not running:
+        sys.exit(f"no RUNNING generator run within {wait_s:.0f} s")
+    run_id = running[0]["info"]["run_id"]
+
+    def read() -> dict:
+        history = api(base, "metrics/get-history?" + urllib.parse.urlencode({"run_id": run_id, "metric_key": "total"}))
+        run = api(base, "runs/get?" + urllib.parse.urlencode({"run_id": run_id}))["run"]
+        steps = [int(m.get("step", 0)) for m in history.get("metrics", [])]
+        return {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": run["info"]["status"],
+                "n_points": len(steps), "last_step": max(steps, default=0)}
+
+    first = read()
+    time.sleep(60)
+    second = read()
+    record = {"run_id": run_id, "run_name": running[0]["info"].get("run_name"), "metric": "total",
+              "reads": [first, second], "grew": second["n_points"] > first["n_points"]}
+    (out / "live_generator_run.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record))
+    ui = base.replace("127.0.0.1", HOST)
+    return f"{ui}/#/experiments/{exp_id}/runs/{run_id}/model-metrics?{VIEW}"
 
 
 def shoot(browser: str, url: str, png: Path, height: int = 1000) -> None:
@@ -104,6 +147,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/ui"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--store", default=None, help="backend store URI (default: params.yaml's)")
+    parser.add_argument("--live", action="store_true", help="a RUNNING generator run (during make run)")
     args = parser.parse_args()
     params = yaml.safe_load(args.params.read_text())
     browser = next((b for b in BROWSERS if shutil.which(b)), None)
@@ -120,7 +164,9 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         experiment = params.get("mlflow", {}).get("experiment", "liversynth")
         model = params.get("register", {}).get("unet_name", "liversynth-unet")
-        for name, url in pages(base, experiment, model).items():
+        shots = ({"live_generator_run": live_generator_run(base, experiment, args.out)} if args.live
+                 else pages(base, experiment, model))
+        for name, url in shots.items():
             shoot(browser, url, args.out / f"{name}.png", HEIGHTS.get(name, 1000))
     finally:
         proc.terminate()

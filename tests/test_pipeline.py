@@ -97,6 +97,35 @@ def test_mlflow_runs_and_registry(pipeline_repo):
     assert (repo / "reports/figures/segment_demo.png").stat().st_size > 1000
 
 
+def test_training_runs_last_their_training_and_the_pipeline_run_spans_the_repro(pipeline_repo):
+    """Live runs (liversynth.tracking.live): each generator seed, U-Net and tuning trial ran in its own run
+    from its start to its end, so the run lasts its `wall_s`; the pipeline run spans the first repro."""
+    repo, _, _ = pipeline_repo
+    from mlflow.tracking import MlflowClient
+
+    from liversynth.tracking.durations import run_durations
+
+    uri = f"sqlite:///{repo / 'mlruns/mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("liversynth").experiment_id
+    span = json.loads((repo.parent / "first_repro.json").read_text())
+    first = [r for r in client.search_runs([exp], "tags.kind = 'pipeline'")
+             if r.info.start_time == int(span["start"] * 1000)]
+    assert len(first) == 1, "the first repro's pipeline run starts when the repro started"
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    report = run_durations(exp, first[0].data.tags["liversynth.pipeline_id"], span["start"], span["end"])
+    kinds = [t["kind"] for t in report["training_runs"]]
+    assert kinds.count("generator") == 2 * 2 and kinds.count("unet") == 8 * 2 + 2, kinds
+    for row in report["training_runs"]:
+        assert row["status"] == "FINISHED" and not row["resumed"], row
+        # 10%, or half a second for the tiny config's second-long trainings (the run's own writes)
+        assert abs(row["duration_s"] - row["wall_s"]) <= max(0.10 * row["wall_s"], 0.5), row
+    assert first[0].info.end_time <= span["end"] * 1000
+    assert report["pipeline"]["ratio"] >= 0.9, report["pipeline"]  # its last stage ended with the repro
+
+
 def test_second_repro_runs_nothing_and_status_is_clean(pipeline_repo):
     repo, env, _ = pipeline_repo
     # dvc.yaml: the default pipeline (study/dvc.yaml's stage is run by `make study` only)
@@ -110,20 +139,12 @@ def test_retraining_in_fresh_processes_gives_identical_outputs(pipeline_repo):
     repo, env, _ = pipeline_repo
     # models/unet also holds models.json, which names each model's MLflow run (new runs, new ids):
     # its weights are compared file by file instead.
-    # metrics.json carries the CPU-seconds each generator had spent at its last fidelity checkpoint
-    # (`cpu_s`, a measured time, not a result): compared without it, every number else must match.
     outs = ("models/essnet", "data/synthetic/essnet")
-
-    def without_cpu_s(value: object) -> object:
-        if isinstance(value, dict):
-            return {k: without_cpu_s(v) for k, v in value.items() if k != "cpu_s"}
-        return [without_cpu_s(v) for v in value] if isinstance(value, list) else value
 
     def hashes() -> dict[str, str]:
         lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
         found = {o["path"]: o["md5"] for st in lock.values() for o in st.get("outs", []) if o["path"] in outs}
-        metrics = without_cpu_s(json.loads((repo / "metrics.json").read_text()))
-        found["metrics.json"] = hashlib.sha256(json.dumps(metrics, sort_keys=True).encode()).hexdigest()
+        found["metrics.json"] = hashlib.sha256((repo / "metrics.json").read_bytes()).hexdigest()
         weights = {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
                    for p in sorted((repo / "models/unet").glob("*.pt"))}
         return {**found, **weights}

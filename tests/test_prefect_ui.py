@@ -35,3 +35,23 @@ def test_pipeline_flow_streams_dvc_output_and_stage_flows_link_mlflow(pipeline_r
     assert set(wanted) <= set(found), sorted(found)  # Prefect 3 stores link artifacts as markdown links
     assert all("/#/experiments/" in str(found[k].data) for k in wanted[:3])
     assert found["liversynth-test-scores"].type == "table"
+
+
+def test_training_progress_lines_reach_the_prefect_logs(pipeline_repo, monkeypatch):
+    """The training loops' progress lines (liversynth.training.loop) are in the Prefect logs of the stage
+    flow runs that trained, naming the training, its step, rate and time left, as on the console."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterTextSearch
+
+    repo, _, first = pipeline_repo
+    assert "essnet seed=0: step" in first.stderr + first.stdout  # the console has them too
+    with get_client(sync_client=True) as client:
+        deadline = time.monotonic() + 60
+        while True:
+            logs = [log.message for log in client.read_logs(LogFilter(text=LogFilterTextSearch(query="steps/s")),
+                                                            limit=200)]
+            if any(m.startswith("essnet seed=0: step") for m in logs) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    assert any(m.startswith("essnet seed=0: step") and "left" in m for m in logs), logs[:20]
+    assert any(m.startswith("unet mix seed=") for m in logs), logs[:20]

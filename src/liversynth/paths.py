@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "CHECKPOINTS", "DATA_DVC", "ORACLE", "MAKE_RUN", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
+    "CHECKPOINTS", "DATA_DVC", "ORACLE", "MAKE_RUN", "RUN_DURATIONS", "STUDY_RUN_DURATIONS", "DOWNLOADS", "FIGURES", "METRICS", "PER_PATIENT", "PREPARED", "RAW",
     "REAL_SAMPLE_SHA256", "REGISTRY_REPORT", "REPORT", "REPORTS", "TUNE_RESULT", "TUNE_TRIALS",
     "UNET_DIR", "UNET_HISTORY", "UNET_VAL_IOU", "PER_PATIENT_IOU", "DATA_DOCS", "UNET_MODELS", "VALIDATION", "VARIANTS", "essnet_checkpoint",
     "full_model_path", "generator_dir", "generator_path", "generator_step_path", "kept_generator_path", "variant_fidelity", "synthetic_root", "STUDY_DIR", "STUDY_MODELS",
@@ -42,6 +42,7 @@ PER_PATIENT = REPORTS / "per_patient.csv"
 PER_PATIENT_IOU = REPORTS / "per_patient_iou.csv"  # wide: patient, one IoU column per arm (mean over seeds)
 REGISTRY_REPORT = REPORTS / "registry.json"
 MAKE_RUN = REPORTS / "make_run.json"  # wall time of the `make run` that produced metrics.json (not a stage output)
+RUN_DURATIONS = REPORTS / "run_durations.json"  # its MLflow runs' durations against their work (not a stage output)
 # Stage segment_demo: one held-out test volume segmented by the champion, on its own grid.
 SEGMENT_DEMO = REPORTS / "segment_demo.json"
 SEGMENT_DEMO_MASK = REPORTS / "segment_demo_mask.nii.gz"
@@ -57,6 +58,7 @@ STUDY_BUDGET_DATA = Path("data/study_budget")  # synthetic MRI from the generato
 STUDY_BUDGET_CSV = STUDY_DIR / "budget.csv"  # per budget step: CPU-minutes, fidelity, EssNet gain, share of ceiling
 STUDY_BUDGET_FIGURE = STUDY_DIR / "budget.png"
 STUDY_RUN = STUDY_DIR / "make_study.json"  # wall time of the `make study` that produced it (not a stage output)
+STUDY_RUN_DURATIONS = STUDY_DIR / "run_durations.json"  # its MLflow runs' durations (not a stage output)
 # Training state outside DVC's outputs (DVC deletes outputs before a stage reruns).
 CHECKPOINTS = Path(".checkpoints")
 

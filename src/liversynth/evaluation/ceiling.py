@@ -48,7 +48,9 @@ def convergence(rows: list[dict[str, float]], total_steps: int, threshold: float
         slope = (float(np.polyfit([r["step"] for r in tail], [r[key] for r in tail], 1)[0]) * 1000
                  if len(tail) >= 2 else float("nan"))
         last = mine[-1]
-        per_seed[str(seed)] = {"final": {k: v for k, v in last.items() if k not in ("seed", "step")},
+        # cpu_s (the CPU-seconds spent by then) is a measured time, not fidelity: metrics.json stays a pure
+        # function of code, data and params (same commit, same CPU type -> same file).
+        per_seed[str(seed)] = {"final": {k: v for k, v in last.items() if k not in ("seed", "step", "cpu_s")},
                                "final_step": int(last["step"]), "checkpoints": len(mine),
                                f"slope_{key}_per_1000_steps": slope,
                                "tail_steps": [int(r["step"]) for r in tail],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -28,9 +29,10 @@ from liversynth.utils.files import write_atomic_file
 from liversynth.utils.hashing import fingerprint
 from liversynth.utils.process import owner_alive, owner_id
 
-__all__ = ["EXPERIMENT_KIND", "OWNER_TAG", "PIPELINE_ID_ENV", "PIPELINE_TAG", "REOPENED_TAG", "close_stale_runs",
-           "flat_params", "lineage_tags", "log_child_run", "log_dataset", "log_pipeline_metrics", "pipeline_id",
-           "pipeline_run", "recorded_run", "reopened_run", "run_url", "save_run", "saved_run", "setup_mlflow", "stage_run"]
+__all__ = ["EXPERIMENT_KIND", "OWNER_TAG", "PIPELINE_ID_ENV", "PIPELINE_START_ENV", "PIPELINE_TAG", "REOPENED_TAG",
+           "close_stale_runs", "end_pipeline_run", "flat_params", "lineage_tags", "log_dataset", "log_pipeline_metrics",
+           "pipeline_id", "pipeline_run", "recorded_run", "reopened_run", "run_url", "save_run", "saved_run",
+           "setup_mlflow", "stage_run"]
 
 # The owner "<host>:<pid>@<start>" (liversynth.utils.process.owner_id) of the process running an MLflow
 # run, so any stage that starts can tell a run whose process was killed (-9 never ends its run) from
@@ -41,6 +43,8 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # One id per `dvc repro`: set once by `make run` / flows.pipeline, else derived (see `pipeline_id`).
 PIPELINE_ID_ENV = "LIVERSYNTH_PIPELINE_ID"
 PIPELINE_TAG = "liversynth.pipeline_id"
+# When the `dvc repro` began (epoch seconds): the pipeline run starts there (`make run` sets it).
+PIPELINE_START_ENV = "LIVERSYNTH_PIPELINE_START"
 # The status a run had when `reopened_run` reopened it: a kill while it is open restores that status.
 REOPENED_TAG = "liversynth.reopened_from"
 
@@ -107,8 +111,11 @@ def pipeline_id(params: Params) -> str:
 def pipeline_run(params: Params, experiment_id: str) -> str:
     """The id of this pipeline's run (kind=pipeline), created on first use with every param.
 
-    It is FINISHED from the start (no process owns it, so none can leave it RUNNING); stages
-    nest under it and `log_pipeline_metrics` fills in the headline numbers later."""
+    It starts when the `dvc repro` started ($LIVERSYNTH_PIPELINE_START, epoch seconds, set by `make run`
+    and `make study`; else when its first stage opened it), and each stage that ends moves its end to
+    that moment (`end_pipeline_run`), so it spans the whole repro. It is FINISHED throughout (no process
+    owns it, so none can leave it RUNNING); stages nest under it and `log_pipeline_metrics` fills in
+    the headline numbers later."""
     client, pid = MlflowClient(), pipeline_id(params)
     found = client.search_runs([experiment_id], f"tags.`{PIPELINE_TAG}` = '{pid}' and tags.kind = 'pipeline'",
                                max_results=1)
@@ -118,12 +125,23 @@ def pipeline_run(params: Params, experiment_id: str) -> str:
     label = exp.get("dvc.exp_name") or pid
     tags = {"kind": "pipeline", PIPELINE_TAG: pid, "git_commit": git_commit(), "data_dvc_md5": dvc_data_hash(),
             "dataset": params.data.dataset, **exp, **{f"machine.{k}": v for k, v in machine_record().items()}}
-    run = client.create_run(experiment_id, run_name=f"pipeline[{label}]", tags=tags)
+    started = os.environ.get(PIPELINE_START_ENV)
+    run = client.create_run(experiment_id, run_name=f"pipeline[{label}]", tags=tags,
+                            start_time=int(float(started) * 1000) if started else None)
     items = [Param(k, v) for k, v in flat_params(params).items()]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
         client.log_batch(run.info.run_id, params=items[start : start + 100])
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+def end_pipeline_run(run_id: str) -> None:
+    """The pipeline run ends now (a stage of it just ended): FINISHED, its end moved forward only."""
+    client = MlflowClient()
+    info = client.get_run(run_id).info
+    now = int(time.time() * 1000)
+    if info.end_time is None or info.end_time < now:
+        client.set_terminated(run_id, "FINISHED", end_time=now)
 
 
 def log_pipeline_metrics(params: Params, metrics: dict[str, float]) -> str:
@@ -141,42 +159,24 @@ def run_url(run: Run) -> str:
     return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
-def log_child_run(parent_id: str, name: str, tags: dict[str, str], params: dict[str, Any],
-                  history: list[tuple[int, dict[str, float]]], metrics: dict[str, float] | None = None,
-                  inside: Callable[[], None] | None = None) -> str:
-    """A run nested under the active run `parent_id`, logged after its training returned (a worker
-    process trained it): tags, params, metric curves, and whatever `inside()` logs while it is open.
-    Idempotent: a rerun after a kill finds the run it already logged (same name, same parent)."""
-    client = MlflowClient()
-    parent = client.get_run(parent_id)
-    found = client.search_runs(
-        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.run_name = '{name}'",
-        max_results=1)
-    if found and found[0].info.status == "FINISHED":
-        return found[0].info.run_id
-    run_id = found[0].info.run_id if found else None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, nested=True, parent_run_id=parent_id,
-                          tags=tags) as run:
-        rows = [Metric(k, float(v), 0, step) for step, row in history for k, v in row.items()]
-        rows += [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
-        client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        for start in range(0, len(rows), 1000):  # MLflow takes at most 1000 metrics per batch
-            client.log_batch(run.info.run_id, metrics=rows[start : start + 1000])
-        if inside is not None:
-            inside()
-        return str(run.info.run_id)
-
-
-def log_dataset(name: str, source: str, digest: str, context: str, features: Any, targets: Any = None) -> None:
-    """Log a dataset as an input of the active run: name, source path, DVC md5 as digest, schema.
-    The source is given as a local one: a bare path string matches two registered source types and
-    MLflow warns that it "can be interpreted in multiple ways" on every stage."""
+def log_dataset(name: str, source: str, digest: str, context: str, features: Any, targets: Any = None,
+                run_id: str | None = None) -> None:
+    """Log a dataset as an input of the active run (or of `run_id`, whatever its status, through the
+    client): name, source path, DVC md5 as digest, schema. The source is given as a local one: a bare
+    path string matches two registered source types and MLflow warns that it "can be interpreted in
+    multiple ways" on every stage."""
     from mlflow.data.dataset_source_registry import get_dataset_source_from_json
     from mlflow.data.numpy_dataset import from_numpy
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     local = get_dataset_source_from_json(json.dumps({"uri": source}), source_type="local")
     dataset = from_numpy(features, source=local, targets=targets, name=name, digest=digest[:36])
-    mlflow.log_input(dataset, context=context)
+    if run_id is None:
+        mlflow.log_input(dataset, context=context)
+        return
+    entry = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+    MlflowClient().log_inputs(run_id, datasets=[entry])
 
 
 def close_stale_runs(experiment_id: str, keep: str | None = None) -> list[str]:
@@ -234,15 +234,18 @@ def stage_run(params: Params, stage: str, sections: tuple[str, ...] = (), resume
             resume_run_id = None
     close_stale_runs(experiment_id, keep=resume_run_id)
     name = run_name or (f"{stage}[{tags['variant']}]" if "variant" in tags else stage)
-    parent = {"mlflow.parentRunId": pipeline_run(params, experiment_id)}
+    pipeline = pipeline_run(params, experiment_id)
     with mlflow.start_run(run_id=resume_run_id, run_name=None if resume_run_id else name,
-                          tags={**lineage_tags(params, stage), **parent, **tags},
+                          tags={**lineage_tags(params, stage), "mlflow.parentRunId": pipeline, **tags},
                           log_system_metrics=system_metrics or None) as run:
         for section in sections:
             mlflow.log_params({f"{section}.{k}": v for k, v in params.section(section).items()})
         if on_open is not None:
             on_open(run)
-        yield run
+        try:
+            yield run
+        finally:
+            end_pipeline_run(pipeline)
 
 
 def saved_run(path: Path, key: str) -> str | None:

@@ -8,6 +8,7 @@ DVC deps, hold no U-Net, evaluation or synthesis code: an edit there retrains no
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from liversynth import paths
@@ -31,11 +32,14 @@ def budget_steps(cfg: EssNetConfig) -> tuple[int, ...]:
     return tuple(sorted({min(cfg.steps, -(-int(round(f * cfg.steps)) // every) * every) for f in BUDGET_FRACTIONS}))
 
 
-def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]:
+def generator_cell(variant: str, seed: int, cfg: EssNetConfig,
+                   on_metrics: Callable[[int, Mapping[str, float]], None] | None = None) -> dict[str, Any]:
     """Train one generator (variant, seed); weights to models/<variant>/seed<seed>/, also as they were at
     the budget steps short of the last (`budget_steps`). Where there is an oracle (phantom), every
     checkpoint scores the generator's fidelity against it, with the CPU seconds this process had spent
-    ("fidelity" in the result; a resumed run counts only its own process's time)."""
+    ("fidelity" in the result; a resumed run counts only its own process's time).
+    `on_metrics(step, row)` gets the losses at every log step and `fidelity_*` at every checkpoint, as
+    they come (a tracker streams them to the seed's run)."""
     ct, mri = SliceSet.load(paths.PREPARED / "ct_train"), translation_mri(paths.PREPARED)
     oracle = load_oracle(paths.ORACLE) if paths.ORACLE.exists() else None
     probe, budget, cpu0 = probe_index(len(ct)), budget_steps(cfg), time.process_time()
@@ -46,10 +50,14 @@ def generator_cell(variant: str, seed: int, cfg: EssNetConfig) -> dict[str, Any]
             save_weights(model.g_ct2mri, paths.kept_generator_path(variant, seed, step))
         if oracle is None:
             return {}
-        return {**generator_fidelity(model.g_ct2mri, ct.select(probe), oracle.select(probe)), "cpu_s": cpu_s}
+        scores = generator_fidelity(model.g_ct2mri, ct.select(probe), oracle.select(probe))
+        if on_metrics is not None:
+            on_metrics(step, {f"fidelity_{k}": v for k, v in scores.items()})
+        return {**scores, "cpu_s": cpu_s}
 
     result = train_essnet(ct, mri, variant_config(cfg, variant), seed=seed, name=f"{variant} seed={seed}",
-                          checkpoint=paths.essnet_checkpoint(variant, seed), on_checkpoint=at_checkpoint)
+                          checkpoint=paths.essnet_checkpoint(variant, seed), on_checkpoint=at_checkpoint,
+                          on_log=on_metrics)
     for step in budget[:-1]:  # kept beside the training checkpoint, so a resumed run still has every one
         write_atomic_file(paths.generator_step_path(variant, seed, step),
                           paths.kept_generator_path(variant, seed, step).read_bytes())

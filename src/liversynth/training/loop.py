@@ -2,10 +2,13 @@
 
 Progress shows as a bar on a terminal and as a log line every tenth of the run elsewhere (CI, DVC,
 worker processes): both name the training (`LoopPlan.desc`: variant and seed, arm and seed, trial) and
-give the step out of the total, the rate and the time left.
+give the step out of the total, the rate and the time left. The log lines go through the logger
+`liversynth.progress` (to stderr as plain lines), so a runner can also send them elsewhere: the stage
+flows add Prefect's log handler, and the lines show in the Prefect UI's logs of the run that trained.
 """
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -20,7 +23,27 @@ from tqdm.auto import tqdm
 from liversynth.training.checkpoint import load_checkpoint, save_checkpoint
 from liversynth.utils.stage_errors import StageError
 
-__all__ = ["DivergedError", "LoopPlan", "check_finite", "progress_line", "restore", "run_loop", "save_state"]
+__all__ = ["DivergedError", "LoopPlan", "PROGRESS_LOGGER", "check_finite", "progress_logger", "progress_line", "restore",
+           "run_loop", "save_state"]
+
+PROGRESS_LOGGER = "liversynth.progress"
+
+
+class _Stderr(logging.Handler):
+    """Plain lines to whatever sys.stderr is at the time (a test's capture, a worker's pipe)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+def progress_logger() -> logging.Logger:
+    """The logger of the progress lines: INFO, plain lines on stderr, not propagated to the root's."""
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        logger.addHandler(_Stderr())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
 
 
 class DivergedError(StageError, FloatingPointError):
@@ -91,8 +114,7 @@ def run_loop(plan: LoopPlan, start: int, step: Callable[[int], None],
             save(i)
             saved_at = i
         if plan.progress and not tty and (i % tenth == 0 or last):
-            print(progress_line(plan.desc, i, plan.total, i - start, time.monotonic() - began), file=sys.stderr,
-                  flush=True)
+            progress_logger().info(progress_line(plan.desc, i, plan.total, i - start, time.monotonic() - began))
     return saved_at
 
 

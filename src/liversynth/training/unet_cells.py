@@ -8,6 +8,7 @@ never on which worker ran it or what ran there before (tests/test_grid.py).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,22 @@ def unet_data(cell: UNetCell) -> tuple[SliceSet, SliceSet | None, SliceSet]:
     return real, source, val
 
 
-def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path) -> dict[str, Any]:
-    """Train one U-Net; weights to out_dir/<arm-seed...>.pt; returns its model record and history."""
+def unet_cell(cell: UNetCell, out_dir: Path, checkpoint_dir: Path,
+              on_metrics: Callable[[int, Mapping[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train one U-Net; weights to out_dir/<arm-seed...>.pt; returns its model record and history.
+    `on_metrics(step, row)` gets train_loss, val_iou and val_dice at every evaluation as they come, and
+    best_val_iou at the end."""
     from liversynth.training.unet import train_unet  # here, not at import: generator workers skip MONAI
+
+    def on_eval(step: int, row: Mapping[str, float]) -> None:
+        if on_metrics is not None:
+            on_metrics(step, {k: v for k, v in row.items() if k != "step"})
 
     real, extra, val = unet_data(cell)
     result = train_unet(real, extra, cell.ratio, cell.cfg, seed=cell.seed, val=val, name=f"unet {cell.key}",
-                        checkpoint=Path(checkpoint_dir) / f"{cell.file_stem}.pt")
+                        checkpoint=Path(checkpoint_dir) / f"{cell.file_stem}.pt", on_eval=on_eval)
+    if on_metrics is not None:
+        on_metrics(cell.cfg.steps, {"best_val_iou": result.best_val_iou})
     path = Path(out_dir) / f"{cell.file_stem}.pt"
     save_weights(result.model, path)
     record = {"arm": cell.arm, "seed": cell.seed, "generator_seed": cell.generator_seed, "ratio": cell.ratio,
@@ -108,6 +118,7 @@ def arm_cells(cfg: UNetConfig, tune: dict[str, Any], unet_seeds: tuple[int, ...]
 
 
 def grid_cells(cells: list[UNetCell], out_dir: Path, checkpoint_dir: Path) -> list[Cell]:
-    """The cells as liversynth.training.grid cells (for run_grid), their checkpoint folder made."""
+    """The cells as liversynth.training.grid cells (for run_grid), their checkpoint folder made.
+    (A tracker wraps each one's function to stream it to its run: liversynth.tracking.unet_runs.)"""
     Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     return [Cell(c.key, unet_cell, {"cell": c, "out_dir": out_dir, "checkpoint_dir": checkpoint_dir}) for c in cells]
