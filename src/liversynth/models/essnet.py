@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from liversynth.config import EssNetConfig
 from liversynth.models.discriminator import PatchDiscriminator
 from liversynth.models.generator import ResnetGenerator
+from liversynth.models.losses import DiceCE
+from liversynth.models.seg_unet import SegUNet
 from liversynth.models.weights import load_weights
 
 __all__ = ["EssNet", "GeneratorLosses", "ImagePool", "load_essnet", "make_optimizers"]
@@ -88,26 +90,17 @@ def _lsgan(pred: Tensor, real: bool) -> Tensor:
 
 class EssNet(nn.Module):
     def __init__(self, cfg: EssNetConfig) -> None:
-        from monai.losses import DiceCELoss  # here: MONAI takes seconds; importing this module stays quick
-        from monai.networks.nets import UNet
-
         super().__init__()
         self.g_ct2mri = ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks)
         self.g_mri2ct = ResnetGenerator(1, 1, cfg.ngf, cfg.n_blocks)
         self.d_mri = PatchDiscriminator(1, cfg.ndf)
         self.d_ct = PatchDiscriminator(1, cfg.ndf)
-        # Logits out (no tanh, unlike the SynSeg-Net code): DiceCELoss applies the softmax itself.
-        self.segmenter = UNet(
-            spatial_dims=2,
-            in_channels=1,
-            out_channels=2,
-            channels=cfg.seg_channels,
-            strides=(2,) * (len(cfg.seg_channels) - 1),
-            num_res_units=1,
-        )
+        # Logits out (no tanh, unlike the SynSeg-Net code): DiceCE applies the softmax itself. MONAI's UNet
+        # and DiceCELoss, reproduced exactly in plain torch (seg_unet, losses): MONAI's import took seconds.
+        self.segmenter = SegUNet(1, 2, cfg.seg_channels, (2,) * (len(cfg.seg_channels) - 1), num_res_units=1)
         self.lambda_cycle = cfg.lambda_cycle
         self.lambda_seg = cfg.lambda_seg
-        self.seg_loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.seg_loss = DiceCE()
 
     def generator_parameters(self) -> list[nn.Parameter]:
         """Both generators and the segmenter: EssNet trains them with one optimiser, end to end."""

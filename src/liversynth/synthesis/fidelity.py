@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
-from scipy.stats import spearmanr
 from torch import nn
 
 from liversynth.data.oracle_set import OracleSlices
@@ -58,6 +57,10 @@ def masked_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _contrast_rank(fake: np.ndarray, oracle: np.ndarray, tissue: np.ndarray) -> float:
+    # Here, not at module level: scipy.stats takes about a second to import, and train_essnet imports this
+    # module before its first step but scores fidelity only at checkpoints, and only with an oracle (phantom).
+    from scipy.stats import spearmanr
+
     classes = [t for t in np.unique(tissue) if t != _AIR]
     if len(classes) < 3:  # a rank correlation of two points says nothing
         return float("nan")

@@ -1,4 +1,4 @@
-"""MONAI U-Net liver segmenter trained on real MRI mixed with synthetic MRI.
+"""U-Net liver segmenter (MONAI's, in plain torch) trained on real MRI mixed with synthetic MRI.
 
 The mixing ratio r means "r synthetic slices drawn per real slice": each training sample is synthetic
 with probability r / (1 + r). The number of steps is fixed, so every ratio gets the same compute and
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from liversynth.config import UNetConfig
 from liversynth.data.slice_set import SliceSet
+from liversynth.models.losses import dice_ce
 from liversynth.models.predict import predict, segmentation_scores
 from liversynth.models.unet import build_unet
 from liversynth.runtime.device import autocast, pick_device
@@ -156,16 +157,12 @@ def _stepper(model: torch.nn.Module, sampler: MixedSampler, opt: torch.optim.Opt
              sched: torch.optim.lr_scheduler.LRScheduler, gen: torch.Generator, cfg: UNetConfig,
              running: list[torch.Tensor], device: torch.device, cpu_bf16: bool) -> Callable[[int], None]:
     """One training step of `train_unet` (step i, 1-based); its loss is appended to `running`."""
-    from monai.losses import DiceCELoss  # here: MONAI takes seconds to import
-
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-
     def step(i: int) -> None:
         model.train()
         sampler.anneal((i - 1) / cfg.steps, cfg.synthetic_anneal)
         x, y = augment(*sampler.sample(cfg.batch_size, gen), gen)
         with autocast(device, cpu_bf16):  # cpu_bf16: see liversynth.runtime.device.autocast
-            loss = loss_fn(model(x), y[:, None])
+            loss = dice_ce(model(x), y[:, None])  # MONAI's DiceCELoss(to_onehot_y=True, softmax=True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
