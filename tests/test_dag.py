@@ -90,7 +90,8 @@ def test_paths_module_names_every_dag_output() -> None:
                paths.synthetic_root(v) in paths.synthetic_dir(v, 3).parents for v in paths.VARIANTS)
     # and nothing it names as a stage output is missing from the DAG (inputs and scratch excepted)
     not_outputs = {str(p) for p in (paths.RAW, paths.DATA_DVC, paths.DOWNLOADS, paths.REAL_SAMPLE_SHA256, paths.MAKE_RUN,
-                                    paths.REPORTS, paths.FIGURES, paths.CHECKPOINTS, paths.UNET_MODELS, paths.STUDY_DIR, paths.STUDY_RUN)}
+                                    paths.REPORTS, paths.FIGURES, paths.CHECKPOINTS, paths.UNET_MODELS, paths.STUDY_DIR, paths.STUDY_RUN,
+                                    paths.RUN_DURATIONS, paths.STUDY_RUN_DURATIONS)}
     inside_outputs = {p for p in named if any(Path(o) in Path(p).parents for o in _dag_outputs())}
     assert named - _dag_outputs() - not_outputs - inside_outputs == set()
 

@@ -40,10 +40,25 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.2f}"
 
 
+def _durations_line(make_run: dict[str, Any] | None) -> str:
+    """How long its MLflow runs lasted against the work (reports/run_durations.json, `make run`)."""
+    durations = (make_run or {}).get("durations")
+    if not durations:
+        return ""
+    trainings, pipeline = durations["trainings"], durations.get("pipeline") or {}
+    worst = trainings.get("worst_ratio")
+    line = (f" Its MLflow runs lasted what their work lasted: {trainings['within']} of {trainings['n']} training runs "
+            f"within 10% of the wall time their worker measured" + (f" (worst {100 * worst:.1f}%)" if worst is not None else ""))
+    if pipeline.get("repro_wall_s"):
+        line += (f"; the pipeline run {pipeline['duration_s'] / 60:.1f} min of the `dvc repro`'s "
+                 f"{pipeline['repro_wall_s'] / 60:.1f} min")
+    return line + " (`reports/run_durations.json`)."
+
+
 def render_results(metrics: dict[str, Any], tune: dict[str, Any], make_run: dict[str, Any] | None = None) -> str:
     arms = metrics["test"]
     timing = (f" The `make run` that produced these results took {make_run['wall_s'] / 60:.1f} min after set-up "
-              f"on {make_run['machine']['cpu']}." if make_run else "")
+              f"on {make_run['machine']['cpu']}." if make_run else "") + _durations_line(make_run)
     lines = [headline(metrics), "", machine_line(metrics) + timing, "",
              "| arm (test split, mean over U-Net seeds) | IoU per patient | Dice per patient | IoU pixels pooled | "
              "IoU per slice | U-Nets (generator seeds) |", "|---|---|---|---|---|---|"]
