@@ -7,7 +7,7 @@ touched except benchmarks/results/.
     python -m benchmarks.run                 # everything (about 10 min on 2 cores)
     python -m benchmarks.run --only essnet,unet --no-e2e
     python -m benchmarks.run --only unet_ensemble,essnet_ensemble,startup --no-e2e --steps 10 --threads 1
-    python -m benchmarks.grid && python -m benchmarks.run --only "" --no-e2e   # the grid; summary.md again
+    python -m benchmarks.grid && python -m benchmarks.summary   # the grid; summary.md again (no benchmark)
     LIVERSYNTH_PARAMS=params-paper.yaml python -m benchmarks.run --only essnet,unet,synthesis --no-e2e
 """
 from __future__ import annotations
@@ -194,75 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                 lambda name=name: _child(["--case", name, "--work", str(work), "--steps", str(args.steps)])))
         if not args.no_e2e:
             attempt("dvc_repro", lambda: e2e.run(REPO, work / "e2e", baseline=args.e2e_baseline))
-    # The table covers every result on disk, so a partial run (--only) updates just its rows.
-    order = ["essnet_train", "unet_train", "synthesis", "prepare", "prepare_scaling", "dvc_repro", "dvc_repro_noop"]
-    found = {f.stem: json.loads(f.read_text()) for f in RESULTS.glob("*.json")}
-    everything = {k: found[k] for k in sorted(found, key=lambda k: order.index(k) if k in order else 99)}
-    from benchmarks.summary import (ensemble_markdown, grid_markdown, machine_key, split_by_machine, startup_markdown,
-                                    time_to_quality_markdown)
+    # The tables cover every result on disk, so a partial run (--only) updates just its rows.
+    from benchmarks.summary import write_summary
 
-    plain = {k: v for k, v in everything.items()
-             if not k.startswith(("unet_ensemble", "essnet_ensemble", "startup", "grid", "chaos", "time_to_quality"))}
-    # The main table: rows measured on this CPU only; other machines' rows in their own dated sections.
-    here, elsewhere = split_by_machine(plain, machine_key(info["machine"]))
-    table = table_markdown(here, info) + time_to_quality_markdown(everything)
-    for cpu, rows in elsewhere.items():
-        dates = sorted(str(r.get("date", "?"))[:10] for r in rows.values())
-        table += f"\n### Other machine: {cpu} ({dates[0]} to {dates[-1]}); not comparable with the table above\n\n"
-        table += table_markdown(rows, {**info, "machine": next(iter(rows.values()))["machine"],
-                                       "date": dates[-1]})
-    table += ensemble_markdown(everything) + grid_markdown(everything) + startup_markdown(everything)
-    (RESULTS / "summary.md").write_text(table)
+    table = write_summary(RESULTS)
     print(table)
     return 1 if any("error" in r for r in results.values()) else 0
-
-
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
-def table_markdown(results: dict[str, dict], info: dict) -> str:
-    """The README table: one row per figure, ratio = optimised / plain throughput (time for repro)."""
-    m = info["machine"]
-    lines = [f"Latest run {info['date']} on {m['cpu_model']} ({m['cores']} cores, {m['memory_gb']} GB, 1-min load "
-             f"{m['load_avg_1m_at_start']} at start), torch {m['torch']} ({m['torch_threads']} threads), "
-             f"{'CUDA ' + m['cuda'] if m['cuda'] else 'no GPU'}. Each row comes from its own results JSON, "
-             "possibly an earlier run on another machine: see the list under the table.", "",
-             "| benchmark | optimised | plain baseline | ratio | peak RSS optimised / baseline (MiB) |",
-             "| --- | --- | --- | --- | --- |"]
-    for name, r in results.items():
-        rss = r.get("peak_rss_mb", {})
-        if "error" in r:
-            lines.append(f"| {name} | failed: see benchmarks/results/{name}.json | - | - | - |")
-        elif name == "prepare_scaling":
-            n, n4 = r["patients"]
-            runs = r["runs"]
-            for k in (n, n4):
-                lines.append(f"| prepare, {k} patients of {'x'.join(map(str, r['volume']))} (s) | "
-                             f"{runs[f'optimised_{k}']['seconds']:.2f} | {runs[f'baseline_{k}']['seconds']:.2f} | "
-                             f"{runs[f'baseline_{k}']['seconds'] / runs[f'optimised_{k}']['seconds']:.2f}x | "
-                             f"{runs[f'optimised_{k}']['peak_rss_mb']:.0f} / {runs[f'baseline_{k}']['peak_rss_mb']:.0f} |")
-            lines.append(f"| prepare, {n} -> {n4} patients: time x, RSS growth | "
-                         f"x{r['optimised_time_ratio_4n_over_n']}, {r['optimised_rss_growth_mb']:+.0f} MiB | "
-                         f"x{r['baseline_time_ratio_4n_over_n']}, {r['baseline_rss_growth_mb']:+.0f} MiB | - | - |")
-        elif r.get("unit") == "s":
-            target = f" (target < {r['target_s']:g} s)" if "target_s" in r else ""
-            base = f"{r['baseline']:.1f}" if r.get("baseline") is not None else "-"
-            ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-"
-            peak = f"{rss.get('optimised', 0):.0f}" + (f" / {rss['baseline']:.0f}" if "baseline" in rss else "")
-            lines.append(f"| {name} (s){target} | {r['optimised']:.{1 if r['optimised'] >= 10 else 2}f} | {base} | "
-                         f"{ratio} | {peak} (largest process) |")
-        else:
-            lines.append(f"| {name} ({r['unit']}) | {_fmt(r['optimised'])} | {_fmt(r['baseline'])} | "
-                         f"{_fmt(r['ratio'])}x | {rss.get('optimised', 0):.0f} / {rss.get('baseline', 0):.0f} |")
-            if "optimised_bf16" in r:
-                lines.append(f"| {name} + cpu_bf16 (opt-in) ({r['unit']}) | {_fmt(r['optimised_bf16'])} | "
-                             f"{_fmt(r['baseline'])} | {_fmt(r['ratio_bf16'])}x | "
-                             f"{rss.get('optimised_bf16', 0):.0f} / {rss.get('baseline', 0):.0f} |")
-    from benchmarks.summary import machine_line
-
-    lines += [""] + [f"- {name}: {machine_line(r)}" for name, r in results.items() if "machine" in r]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
