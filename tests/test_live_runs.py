@@ -141,3 +141,20 @@ def test_a_training_killed_and_started_again_continues_its_own_run(store, tmp_pa
     save_run(record, "another key", run.info.run_id)
     other = tracked_cell(_spec(store, "resumable", record), paced_training, {"steps": 2, "pause_s": 0.0, "gate": None})
     assert other["run_id"] != run.info.run_id
+
+
+def test_dask_workers_stream_to_their_own_runs(store):
+    """The same from a real Dask LocalCluster (LIVERSYNTH_TASK_RUNNER=dask): 2 worker processes at once."""
+    from dask.distributed import Client, LocalCluster
+
+    uri, exp, _ = store
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        futures = [client.submit(tracked_cell, _spec(store, f"dask{i}"), paced_training,
+                                 {"steps": 60, "pause_s": 0.0, "gate": None}, pure=False) for i in range(2)]
+        results = client.gather(futures)
+    mlflow_client = MlflowClient(uri)
+    assert len({r["run_id"] for r in results}) == 2
+    for result in results:
+        assert sorted(m.step for m in mlflow_client.get_metric_history(result["run_id"], "loss")) == list(range(1, 61))
+        assert mlflow_client.get_run(result["run_id"]).info.status == "FINISHED"
