@@ -134,9 +134,11 @@ def live_generator_run(base: str, experiment: str, out: Path, wait_s: float = 18
     return f"{ui}/#/experiments/{exp_id}/runs/{run_id}/model-metrics?{VIEW}"
 
 
-def shoot(browser: str, url: str, png: Path, height: int = 1000) -> None:
+def shoot(browser: str, url: str, png: Path, height: int = 1000, budget_ms: int = 20000) -> None:
+    """A PNG of `url`; `budget_ms` of virtual time for the page's scripts (charts load their metric
+    histories after the page: a live run's page on a busy machine needs more)."""
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--hide-scrollbars", f"--window-size=1600,{height}", "--virtual-time-budget=20000",
+                    "--hide-scrollbars", f"--window-size=1600,{height}", f"--virtual-time-budget={budget_ms}",
                     f"--host-resolver-rules=MAP {HOST} 127.0.0.1", f"--screenshot={png}", url],
                    check=True, capture_output=True, timeout=180)
     print(f"{png}  <-  {url}")
@@ -167,7 +169,7 @@ def main() -> None:
         shots = ({"live_generator_run": live_generator_run(base, experiment, args.out)} if args.live
                  else pages(base, experiment, model))
         for name, url in shots.items():
-            shoot(browser, url, args.out / f"{name}.png", HEIGHTS.get(name, 1000))
+            shoot(browser, url, args.out / f"{name}.png", HEIGHTS.get(name, 1000), 90000 if args.live else 20000)
     finally:
         proc.terminate()
         try:
